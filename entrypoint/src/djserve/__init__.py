@@ -1,0 +1,1 @@
+"""Run Django on uvicorn in containers."""
