@@ -1,0 +1,35 @@
+# djserve: build, stage and test Django-on-uvicorn container images.
+# `make up` starts the staging stack; `make test` runs every test. Both install what they need.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv lint unit test
+
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+# The host tool chain for tests, linters and helpers; images pin their own dependencies.
+venv: $(VENV)/.installed ## Create the host virtualenv with every test dependency.
+$(VENV)/.installed: requirements/*.txt entrypoint/pyproject.toml
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q $(addprefix -r ,$(wildcard requirements/*.txt))
+	$(VENV)/bin/pip install -q --no-deps -e entrypoint
+	touch $@
+
+lint: venv ## ruff and mypy --strict on the entrypoint package and tests.
+	ruff check entrypoint tests bench
+	ruff format --check entrypoint
+	mypy entrypoint/src
+
+unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
+	pytest -q tests/unit
+
+test: lint unit helm-test integration bench-smoke ## Every test.
+
+include $(wildcard mk/*.mk)
