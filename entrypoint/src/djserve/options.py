@@ -1,0 +1,207 @@
+"""Every setting djserve knows, declared once as click parameters.
+
+uvicorn's own click command is the source of truth for its options: their names, types, choices and
+flags come from ``uvicorn.main.main``, so a new uvicorn option works here without a code change. The
+kit's settings are declared beside them in the same form, so one conversion path serves every layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import click
+from uvicorn.main import main as uvicorn_command
+
+from djserve import cpu
+
+Group = Literal["uvicorn", "kit"]
+PRESETS = ("default", "production", "proxy", "websocket")
+SECRETS = frozenset({"ssl_keyfile_password"})
+
+# Click parameters of uvicorn's command that are actions, not settings. Their auto-envvars
+# (UVICORN_VERSION, UVICORN_HELP) are often version pins in Dockerfiles and must not act.
+NOT_SETTINGS = frozenset({"version", "help"})
+IGNORED_ENV = frozenset({"UVICORN_VERSION", "UVICORN_HELP", "DJSERVE_CONFIG"})
+
+# Defaults a container needs where uvicorn's suit a laptop. Django has no lifespan support.
+# One worker is spelled out because uvicorn would otherwise read WEB_CONCURRENCY behind our back.
+CONTAINER_DEFAULTS: dict[str, Any] = {"host": "0.0.0.0", "port": 8000, "lifespan": "off", "workers": 1}
+
+# Conventional variables that platforms set; the UVICORN_/DJSERVE_ name wins when both are present.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "port": ("PORT",),
+    "workers": ("WEB_CONCURRENCY",),
+    "forwarded_allow_ips": ("FORWARDED_ALLOW_IPS",),
+}
+
+
+class Integer(click.IntRange):
+    """An integer range whose errors read "'abc' is not a valid integer", as uvicorn's own do."""
+
+    name = "integer"
+
+
+class Workers(click.ParamType):
+    """A worker count, or ``auto`` for the container's CPU limit."""
+
+    name = "workers"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return cpu.limit()
+        result: int = Integer(min=1).convert(value, param, ctx)
+        return result
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "INTEGER|auto"
+
+
+class HostPorts(click.ParamType):
+    """``host:port,host:port``: services to wait for before serving."""
+
+    name = "host:port,..."
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[tuple[str, int], ...]:
+        if isinstance(value, tuple):
+            return value
+        entries = value if isinstance(value, list) else str(value).split(",")
+        targets = []
+        for entry in (str(e).strip() for e in entries):
+            if not entry:
+                continue
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self.fail(f"{entry!r} is not host:port", param, ctx)
+            targets.append((host.strip("[]"), int(port)))
+        return tuple(targets)
+
+
+def _kit_params() -> list[click.Parameter]:
+    return [
+        click.Option(["--preset"], type=click.Choice(PRESETS), default="default", help="Preset to start from."),
+        click.Option(["--interface"], type=click.Choice(["asgi", "wsgi"]), default="asgi", help="Django entry point."),
+        click.Option(["--process"], default="web", help="The PRODUCTION_PROCESSES key to read."),
+        click.Option(["--health-path"], default="/-/health", help="Liveness path, answered outside Django."),
+        click.Option(["--ready-path"], default="/-/ready", help="Readiness path: 200 once Django is loaded."),
+        click.Option(["--wsgi-threads"], type=Integer(min=1), help="Thread pool size in WSGI mode."),
+        click.Option(["--log-format"], type=click.Choice(["text", "json"]), default="text"),
+        click.Option(["--wait-for"], type=HostPorts(), default=(), help="host:port,... to wait for."),
+        click.Option(["--wait-timeout"], type=click.FloatRange(min=0), default=30.0, help="Seconds."),
+        click.Option(["--migrate/--no-migrate"], default=False, help="Run migrations before serving."),
+        click.Option(["--collectstatic/--no-collectstatic"], default=False, help="Collect static files."),
+        click.Option(["--prestart"], type=click.Path(dir_okay=False), help="Script to run before serving."),
+        click.Option(
+            ["--trust-any-proxy/--no-trust-any-proxy"],
+            default=False,
+            help="Allow forwarded-allow-ips='*' on a non-loopback bind.",
+        ),
+    ]
+
+
+def _uvicorn_params(kit: dict[str, click.Parameter]) -> list[click.Parameter]:
+    params = []
+    for original in uvicorn_command.params:
+        if original.name in NOT_SETTINGS:
+            continue
+        if original.name in kit:  # the kit's `interface` takes the place of uvicorn's
+            params.append(kit[original.name])
+            continue
+        param = copy.copy(original)
+        if param.name == "app":
+            param.required = False  # discovered from Django's settings when not given
+        elif param.name == "port":
+            param.type = Integer(1, 65535)
+        elif param.name == "workers":
+            param.type = Workers()
+        params.append(param)
+    return params
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    param: click.Parameter
+    group: Group
+    default: Any
+    env: tuple[str, ...]
+
+    @property
+    def secret(self) -> bool:
+        return self.name in SECRETS
+
+    @property
+    def multiple(self) -> bool:
+        return bool(getattr(self.param, "multiple", False))
+
+    def convert(self, value: Any) -> Any:
+        """Convert a raw value from any layer; click's BadParameter carries the message."""
+        if value is None:
+            return None
+        if self.multiple:
+            values = value if isinstance(value, list | tuple) else self.param.type.split_envvar_value(str(value))
+            return tuple(self.param.type.convert(v, self.param, None) for v in values)
+        if isinstance(value, list | dict):
+            raise click.BadParameter(f"expected a single value, got {type(value).__name__}")
+        return self.param.type.convert(value, self.param, None)
+
+
+def _default(param: click.Parameter) -> Any:
+    name = param.name or ""
+    if name in CONTAINER_DEFAULTS:
+        return CONTAINER_DEFAULTS[name]
+    default = param.default
+    if default is None or type(default).__name__ == "Sentinel":
+        return () if getattr(param, "multiple", False) else None
+    return default
+
+
+def _build() -> dict[str, Setting]:
+    kit = {str(p.name): p for p in _kit_params()}
+    settings: dict[str, Setting] = {}
+    for param in _uvicorn_params(kit):
+        name = str(param.name)
+        group: Group = "kit" if name in kit else "uvicorn"
+        env: tuple[str, ...] = (f"DJSERVE_{name.upper()}",) if group == "kit" else ()
+        env += (f"UVICORN_{name.upper()}", *ENV_ALIASES.get(name, ()))
+        if name == "app":
+            env = ("DJSERVE_APP", *env)
+        settings[name] = Setting(name, param, group, _default(param), env)
+    for name, param in kit.items():
+        if name not in settings:
+            settings[name] = Setting(name, param, "kit", _default(param), (f"DJSERVE_{name.upper()}",))
+    return settings
+
+
+SETTINGS = _build()
+
+
+def spellings(param: click.Parameter) -> Iterable[tuple[str, bool]]:
+    """Key spellings for files and PRODUCTION_PROCESSES: flag names without dashes; True when negated."""
+    for opts, negated in ((param.opts, False), (getattr(param, "secondary_opts", []), True)):
+        for opt in opts:
+            key = opt.lstrip("-")
+            yield key, negated
+            yield key.replace("-", "_"), negated
+    yield str(param.name), False
+    yield str(param.name).replace("_", "-"), False
+
+
+def key_index(group: Group) -> dict[str, tuple[Setting, bool]]:
+    """Map every accepted key spelling of a group to its setting and whether the key negates it."""
+    index: dict[str, tuple[Setting, bool]] = {}
+    for setting in SETTINGS.values():
+        if setting.group == group or setting.name in ("app", "interface"):
+            for key, negated in spellings(setting.param):
+                index.setdefault(key, (setting, negated))
+    return index
+
+
+def did_you_mean(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,92 @@
+"""What runs before the server: wait_for, migrate, collectstatic, then the user's script.
+
+Each step is timed and named in the log; a failing step ends djserve with its exit code. Django's
+commands run as child processes so a migration leaves no connection or state in the server process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from djserve.settings import Settings
+
+log = logging.getLogger("djserve")
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str, code: int = 1) -> None:
+        super().__init__(f"prestart step {step!r} failed: {message}")
+        self.code = code
+
+
+class Terminated(Exception):
+    """SIGTERM during prestart: stop now rather than after a long migration or wait."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for host, port in targets:
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                break
+            except OSError as error:
+                if time.monotonic() >= deadline:
+                    raise StepFailed("wait_for", f"{host}:{port} unreachable after {timeout:g}s ({error})") from None
+                time.sleep(0.5)
+
+
+def _run(step: str, argv: list[str]) -> None:
+    child = subprocess.Popen(argv)
+    try:
+        code = child.wait()
+    except Terminated:
+        child.terminate()
+        child.wait()
+        raise
+    if code:
+        raise StepFailed(step, f"{' '.join(argv)} exited with {code}", code)
+
+
+def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
+    manage = [sys.executable, "-m", "django"]
+    planned: list[tuple[str, Callable[[], None]]] = []
+    if settings["wait_for"]:
+        planned.append(("wait_for", lambda: _wait_for(settings["wait_for"], settings["wait_timeout"])))
+    if settings["migrate"]:
+        planned.append(("migrate", lambda: _run("migrate", [*manage, "migrate", "--noinput"])))
+    if settings["collectstatic"]:
+        planned.append(("collectstatic", lambda: _run("collectstatic", [*manage, "collectstatic", "--noinput"])))
+    if settings["prestart"]:
+        planned.append(("prestart", lambda: _run("prestart", [settings["prestart"]])))
+    return planned
+
+
+def run(settings: Settings) -> None:
+    with _stoppable():
+        for name, step in steps(settings):
+            started = time.monotonic()
+            log.info("prestart %s: started", name)
+            step()
+            log.info("prestart %s: done in %.2fs", name, time.monotonic() - started)

@@ -1,0 +1,74 @@
+"""The ASGI app uvicorn runs in every worker: health and readiness in front of the user's Django app.
+
+uvicorn starts workers in fresh interpreters, so the resolved settings they need travel in the
+environment under the kit's own variable names. The same names make ``djserve command`` reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from djserve.discovery import load_app
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+FACTORY = "djserve.probes:create"
+# Resolved settings handed to the workers: (environment variable, setting name).
+HANDOFF = (
+    ("DJSERVE_APP", "app"),
+    ("DJSERVE_INTERFACE", "interface"),
+    ("DJSERVE_PRESET", "preset"),
+    ("DJSERVE_HEALTH_PATH", "health_path"),
+    ("DJSERVE_READY_PATH", "ready_path"),
+    ("DJSERVE_WSGI_THREADS", "wsgi_threads"),
+    ("UVICORN_FACTORY", "factory"),
+)
+HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+
+
+def _django_ready() -> bool:
+    apps = sys.modules.get("django.apps")
+    return apps is None or bool(apps.apps.ready)
+
+
+class Probes:
+    """Answers the probe paths before Django sees the request: no ALLOWED_HOSTS, middleware or DB."""
+
+    def __init__(self, app: ASGIApp, health_path: str, ready_path: str) -> None:
+        self.app = app
+        self.health_path = health_path
+        self.ready_path = ready_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path == self.health_path:
+            await self._answer(send, 200, b"ok\n")
+        elif path == self.ready_path:
+            ready = _django_ready()
+            await self._answer(send, 200 if ready else 503, b"ready\n" if ready else b"loading\n")
+        else:
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _answer(send: Send, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create(environ: Mapping[str, str] = os.environ) -> Probes:
+    """uvicorn's app factory: load the user's app as the parent resolved it."""
+    interface = environ["DJSERVE_INTERFACE"]
+    app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
+    if interface == "wsgi":
+        from a2wsgi import WSGIMiddleware
+
+        threads = environ.get("DJSERVE_WSGI_THREADS")
+        app = WSGIMiddleware(app, **({"workers": int(threads)} if threads else {}))  # type: ignore[arg-type]
+    return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])

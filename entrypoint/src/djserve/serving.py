@@ -1,0 +1,64 @@
+"""Running uvicorn in this process, with the exact settings that ``djserve command`` prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from djserve.logs import JSON_CONFIG
+from djserve.options import SETTINGS
+from djserve.probes import FACTORY, HANDOFF
+from djserve.settings import Settings
+
+# Kit concerns that uvicorn receives in another form: the app is wrapped by djserve's factory.
+NOT_PASSED = frozenset({"app", "app_dir", "factory"})
+
+
+def handoff(settings: Settings) -> dict[str, str]:
+    """Environment for the workers; see ``djserve.probes``."""
+    env = {}
+    for var, name in HANDOFF:
+        value = settings[name]
+        if value is not None and value is not False:
+            env[var] = "true" if value is True else str(value)
+    return env
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options as its CLI spells their values, with the kit's log format folded in."""
+    options = {
+        name: settings[name]
+        for name, setting in SETTINGS.items()
+        if setting.group == "uvicorn" and name not in NOT_PASSED
+    }
+    options["interface"] = "asgi3"  # the app uvicorn sees is djserve's ASGI wrapper, whatever Django's is
+    if settings["log_format"] == "json":
+        options["log_config"] = JSON_CONFIG
+    return options
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+    from uvicorn.main import STARTUP_FAILURE
+    from uvicorn.supervisors import ChangeReload, Multiprocess
+
+    os.environ.update(handoff(settings))
+    options = uvicorn_options(settings)
+    options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
+    for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+        options[name] = list(options[name]) or None
+    if options["log_config"] is None:
+        options["log_config"] = LOGGING_CONFIG
+    config = uvicorn.Config(FACTORY, factory=True, **options)
+    server = uvicorn.Server(config)
+    if config.should_reload:
+        ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()
+    elif config.workers > 1 or config.limit_max_requests is not None:
+        # Under the supervisor a worker that recycles is replaced; alone, it would stop the container.
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)

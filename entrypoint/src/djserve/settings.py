@@ -1,0 +1,125 @@
+"""The settings model: every layer merged into one value per setting, each knowing its source.
+
+defaults < preset < Django's PRODUCTION_PROCESSES < mounted file < environment < command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from djserve import discovery, presets, validation
+from djserve.options import SETTINGS, Setting
+from djserve.sources import (
+    Layer,
+    Problem,
+    Value,
+    config_path,
+    from_cli,
+    from_environ,
+    from_file,
+    from_production_processes,
+)
+
+
+@dataclass(frozen=True)
+class Effective:
+    value: Any
+    source: str
+    where: str
+
+
+@dataclass
+class Settings:
+    values: dict[str, Effective]
+    problems: list[Problem] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name].value
+
+    def where(self, name: str) -> str:
+        return self.values[name].where
+
+
+def _convert(value: Value) -> Any:
+    converted = value.setting.convert(value.raw)
+    return (not converted) if value.negated else converted
+
+
+def _problem(value: Value, error: click.BadParameter) -> Problem:
+    message = error.message.rstrip(".")
+    if isinstance(value.raw, str) and value.raw.startswith("tcp://"):
+        message += " (a Kubernetes service link? set enableServiceLinks: false on the pod)"
+    return Problem(value.where, message)
+
+
+def _pick(setting: Setting, layers: Sequence[Layer]) -> Any:
+    """A setting that chooses another layer, read from the layers above that one."""
+    for layer in reversed(layers):
+        for value in reversed(layer.values):
+            if value.setting is setting:
+                try:
+                    return _convert(value)
+                except click.BadParameter:
+                    return setting.default  # reported by the full merge
+    return setting.default
+
+
+def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tuple[Layer, Any]:
+    module = environ.get("DJANGO_SETTINGS_MODULE")
+    if not module:
+        return Layer(), None
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)  # as uvicorn does with --app-dir; "" is the working directory
+    django_settings, problem = discovery.load_settings(module)
+    if problem:
+        return Layer(problems=[problem]), None
+    processes = getattr(django_settings, "PRODUCTION_PROCESSES", None)
+    return from_production_processes(processes, process), django_settings
+
+
+def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Merge every layer. Problems are collected, never raised, so all of them are reported at once."""
+    path = config_path(environ)
+    upper = [from_file(path) if path else Layer(), from_environ(environ), from_cli(args)]
+    preset = _pick(SETTINGS["preset"], upper)
+    django, django_settings = _django_layer(
+        environ, _pick(SETTINGS["process"], upper), _pick(SETTINGS["app_dir"], upper)
+    )
+
+    settings = Settings({n: Effective(s.default, "default", f"{n} (default)") for n, s in SETTINGS.items()})
+    for layer in (presets.layer(preset), django, *upper):
+        settings.problems += layer.problems
+        for value in layer.values:
+            try:
+                converted = _convert(value)
+            except click.BadParameter as error:
+                settings.problems.append(_problem(value, error))
+                continue
+            settings.values[value.setting.name] = Effective(converted, value.source, value.where)
+
+    if settings["app"] is None:
+        module = environ.get("DJANGO_SETTINGS_MODULE")
+        if django_settings is not None and module:
+            spec, source, where = discovery.default_app(settings["interface"], django_settings, module)
+            settings.values["app"] = Effective(spec, source, where)
+        elif not module:
+            settings.problems.append(
+                Problem("app (default)", "no app to serve: set DJANGO_SETTINGS_MODULE, or DJSERVE_APP")
+            )
+    settings.problems += validation.check(settings)
+    return settings
+
+
+def load_app(settings: Settings) -> None:
+    """Import the app now, so a missing one is a configuration error rather than a worker crash."""
+    if settings["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in settings.problems):
+        return  # the settings problem already says why the app cannot import
+    try:
+        discovery.load_app(settings["app"], settings["interface"], factory=settings["factory"])
+    except discovery.AppNotFound as error:
+        settings.problems.append(Problem(settings.where("app"), str(error)))

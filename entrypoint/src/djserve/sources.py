@@ -1,0 +1,207 @@
+"""The configuration layers, each read into raw values that remember where they came from.
+
+Nothing here converts a value: every layer hands raw values to one conversion in ``settings``, so a
+bad port reads the same whether it came from a file, Django's settings, the environment or the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from djserve.options import IGNORED_ENV, SETTINGS, Group, Setting, did_you_mean, key_index
+
+DEFAULT_CONFIG = Path("/etc/djserve/djserve.toml")
+
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT=tcp://... for every Service in the namespace;
+# a Service named "djserve" must not turn into configuration errors.
+SERVICE_LINK = re.compile(r"^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Value:
+    """One raw value from one layer. ``negated`` marks a ``no-`` flag spelling."""
+
+    setting: Setting
+    raw: Any
+    source: str
+    where: str
+    negated: bool = False
+
+
+@dataclass
+class Layer:
+    values: list[Value] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def __iadd__(self, other: Layer) -> Layer:
+        self.values += other.values
+        self.problems += other.problems
+        return self
+
+
+def from_table(table: Mapping[str, Any], *, source: str, origin: str, skip: Sequence[str] = ()) -> Layer:
+    """The mounted file's shape (also the presets'): kit settings on top, uvicorn flags under [uvicorn]."""
+    layer = Layer()
+    groups: list[tuple[Group, str, Mapping[str, Any]]] = [
+        ("kit", "", {k: v for k, v in table.items() if k != "uvicorn" and k not in skip})
+    ]
+    uvicorn_table = table.get("uvicorn", {})
+    if not isinstance(uvicorn_table, Mapping):
+        layer.problems.append(Problem(f"uvicorn ({origin})", "must be a table: [uvicorn]"))
+    else:
+        groups.append(("uvicorn", "uvicorn.", uvicorn_table))
+    for group, prefix, entries in groups:
+        index = key_index(group)
+        other = key_index("uvicorn" if group == "kit" else "kit")
+        for key, raw in entries.items():
+            where = f"{prefix}{key} ({origin})"
+            if key in index:
+                setting, negated = index[key]
+                layer.values.append(Value(setting, raw, source, where, negated))
+            elif key in other:
+                hint = "under [uvicorn]" if group == "kit" else "at the top level, not under [uvicorn]"
+                layer.problems.append(Problem(where, f"{key!r} belongs {hint}"))
+            else:
+                layer.problems.append(Problem(where, f"unknown setting{did_you_mean(key, index)}"))
+    return layer
+
+
+def from_file(path: Path) -> Layer:
+    try:
+        with path.open("rb") as file:
+            table = tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        return Layer(problems=[Problem(str(path), f"invalid TOML: {error}")])
+    except OSError as error:
+        return Layer(problems=[Problem(str(path), f"cannot read: {error.strerror}")])
+    return from_table(table, source=f"file:{path}", origin=str(path))
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    """``DJSERVE_CONFIG`` must exist when set; the default path is optional."""
+    if "DJSERVE_CONFIG" in environ:
+        return Path(environ["DJSERVE_CONFIG"])
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _env_value(environ: Mapping[str, str], var: str) -> tuple[str, str] | Problem | None:
+    """The value of VAR or of the file named by VAR_FILE (Docker and Kubernetes secrets)."""
+    file_var = f"{var}_FILE"
+    if var in environ and file_var in environ:
+        return Problem(f"{var} (environment)", f"both {var} and {file_var} are set; use one")
+    if var in environ:
+        return environ[var], var
+    if file_var in environ:
+        try:
+            return Path(environ[file_var]).read_text().rstrip("\r\n"), file_var
+        except OSError as error:
+            return Problem(f"{file_var} (environment)", f"cannot read {environ[file_var]}: {error.strerror}")
+    return None
+
+
+def from_environ(environ: Mapping[str, str]) -> Layer:
+    layer = Layer()
+    known = set(IGNORED_ENV)
+    for setting in SETTINGS.values():
+        # The first name present wins: DJSERVE_/UVICORN_ names before conventional aliases like PORT.
+        for var in setting.env:
+            known.update((var, f"{var}_FILE"))
+            found = _env_value(environ, var)
+            if isinstance(found, Problem):
+                layer.problems.append(found)
+            elif found is not None:
+                raw, name = found
+                layer.values.append(Value(setting, raw, f"env:{name}", f"{name} (environment)"))
+            if found is not None:
+                break
+    prefixed = sorted(k for k in known if k.startswith(("DJSERVE_", "UVICORN_")))
+    for var in environ:
+        if var.startswith(("DJSERVE_", "UVICORN_")) and var not in known and not SERVICE_LINK.match(var):
+            layer.problems.append(Problem(f"{var} (environment)", f"unknown setting{did_you_mean(var, prefixed)}"))
+    return layer
+
+
+def from_production_processes(processes: Any, process: str) -> Layer:
+    """django-prodserver's ``PRODUCTION_PROCESSES[process]``: "True" strings, None values, dashed keys."""
+    origin = f"PRODUCTION_PROCESSES[{process!r}]"
+    source = f"django:PRODUCTION_PROCESSES[{process}]"
+    entry = processes.get(process) if isinstance(processes, Mapping) else None
+    if entry is None:
+        return Layer()
+    if not isinstance(entry, Mapping):
+        return Layer(problems=[Problem(f"{origin} (Django settings)", "must be a dict with BACKEND and ARGS")])
+    layer = Layer()
+    backend = str(entry.get("BACKEND", ""))
+    interface = {"UvicornServer": "asgi", "UvicornWSGIServer": "wsgi"}.get(backend.rpartition(".")[2])
+    if interface is None:
+        layer.problems.append(
+            Problem(
+                f"{origin}['BACKEND'] (Django settings)",
+                f"{backend!r} is not a uvicorn backend; djserve serves "
+                "django_prodserver.backends.uvicorn.UvicornServer or UvicornWSGIServer",
+            )
+        )
+    else:
+        where = f"{origin}['BACKEND'] (Django settings)"
+        layer.values.append(Value(SETTINGS["interface"], interface, source, where))
+    args = entry.get("ARGS", {})
+    index = key_index("uvicorn")
+    for key, raw in args.items() if isinstance(args, Mapping) else []:
+        where = f"{origin}['ARGS'][{key!r}] (Django settings)"
+        if key not in index:
+            layer.problems.append(Problem(where, f"unknown uvicorn option{did_you_mean(key, index)}"))
+            continue
+        setting, negated = index[key]
+        # django-prodserver writes "None" for "leave it to uvicorn".
+        value = None if raw is None or raw == "None" else raw
+        layer.values.append(Value(setting, value, source, where, negated))
+    return layer
+
+
+def serve_command() -> click.Command:
+    """``djserve serve``'s options: uvicorn's own, with every value kept raw for the shared conversion."""
+    params = []
+    for setting in SETTINGS.values():
+        param = setting.param
+        if not getattr(param, "is_flag", False):
+            param = _raw(param)
+        params.append(param)
+    return click.Command("serve", params=params, help="Validate, run the prestart steps, then serve.")
+
+
+def _raw(param: click.Parameter) -> click.Parameter:
+    raw = copy.copy(param)
+    raw.type = click.STRING
+    return raw
+
+
+def from_cli(args: Sequence[str]) -> Layer:
+    command = serve_command()
+    try:
+        ctx = command.make_context("djserve serve", list(args))
+    except click.UsageError as error:
+        return Layer(problems=[Problem("command line", error.format_message())])
+    layer = Layer()
+    for name, raw in ctx.params.items():
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            setting = SETTINGS[name]
+            opt = setting.param.opts[0] if setting.param.opts[0].startswith("-") else name.upper()
+            layer.values.append(Value(setting, raw, "cli", f"{opt} (command line)"))
+    return layer

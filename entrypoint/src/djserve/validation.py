@@ -1,0 +1,69 @@
+"""Rules that span settings. Single values are checked by their click types as they are read."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import TYPE_CHECKING
+
+from djserve.sources import Problem
+
+if TYPE_CHECKING:
+    from djserve.settings import Settings
+
+SPOOFING = (
+    "with '*', uvicorn believes the leftmost X-Forwarded-For entry, which any client can forge through a "
+    "proxy that appends to the header; bind to loopback behind a sidecar proxy, list the proxy's "
+    "addresses, or set trust_any_proxy if something in front really strips the header"
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _trusts_anyone(settings: Settings) -> bool:
+    allowed = settings["forwarded_allow_ips"] or ""
+    return "*" in (ip.strip() for ip in str(allowed).split(","))
+
+
+def check(settings: Settings) -> list[Problem]:
+    problems = []
+
+    def problem(name: str, message: str) -> None:
+        problems.append(Problem(settings.where(name), message))
+
+    if settings["reload"] and (settings["workers"] or 1) > 1:
+        problem("reload", f"reload cannot run {settings['workers']} workers ({settings.where('workers')})")
+    if settings["interface"] == "wsgi" and settings["preset"] == "websocket":
+        problem(
+            "interface",
+            f"the websocket preset needs asgi; WSGI has no WebSockets ({settings.where('preset')})",
+        )
+    if (
+        settings["proxy_headers"]
+        and _trusts_anyone(settings)
+        and settings["uds"] is None
+        and not is_loopback(settings["host"])
+        and not settings["trust_any_proxy"]
+    ):
+        problem(
+            "forwarded_allow_ips",
+            f"trusting '*' while listening on {settings['host']} ({settings.where('host')}) is unsafe: {SPOOFING}",
+        )
+    if settings["log_format"] == "json" and settings["log_config"] is not None:
+        problem("log_config", f"log_format json ({settings.where('log_format')}) replaces log_config; set one")
+    for name in ("health_path", "ready_path"):
+        if not str(settings[name]).startswith("/"):
+            problem(name, f"{settings[name]!r} must start with '/'")
+    if settings["health_path"] == settings["ready_path"]:
+        problem("ready_path", f"must differ from health_path ({settings.where('health_path')})")
+    script = settings["prestart"]
+    if script and not os.access(script, os.X_OK):
+        problem("prestart", f"{script} is not an executable file")
+    return problems
