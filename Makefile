@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements/*.txt entrypoint/pyproject.toml
 lint: venv ## ruff and mypy --strict on the entrypoint package and tests.
 	ruff check entrypoint tests bench
 	ruff format --check entrypoint
-	mypy entrypoint/src
+	cd entrypoint && mypy src
 
 unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
 	pytest -q tests/unit

@@ -45,7 +45,7 @@ class Integer(click.IntRange):
     name = "integer"
 
 
-class Workers(click.ParamType):
+class Workers(click.ParamType[int, Any]):
     """A worker count, or ``auto`` for the container's CPU limit."""
 
     name = "workers"
@@ -60,7 +60,7 @@ class Workers(click.ParamType):
         return "INTEGER|auto"
 
 
-class HostPorts(click.ParamType):
+class HostPorts(click.ParamType[tuple[tuple[str, int], ...], Any]):
     """``host:port,host:port``: services to wait for before serving."""
 
     name = "host:port,..."

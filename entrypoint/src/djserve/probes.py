@@ -70,5 +70,5 @@ def create(environ: Mapping[str, str] = os.environ) -> Probes:
         from a2wsgi import WSGIMiddleware
 
         threads = environ.get("DJSERVE_WSGI_THREADS")
-        app = WSGIMiddleware(app, **({"workers": int(threads)} if threads else {}))  # type: ignore[arg-type]
+        app = WSGIMiddleware(app, **({"workers": int(threads)} if threads else {}))
     return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])

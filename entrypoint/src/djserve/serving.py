@@ -40,8 +40,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings) -> None:
     import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-    from uvicorn.main import STARTUP_FAILURE
+    from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
     from uvicorn.supervisors import ChangeReload, Multiprocess
 
     os.environ.update(handoff(settings))
