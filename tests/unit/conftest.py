@@ -1,0 +1,157 @@
+"""Fixtures: a fresh `django-admin startproject`, and djserve run as users run it, as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DJSERVE = shutil.which("djserve", path=str(Path(sys.executable).parent)) or "djserve"
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stock startproject, untouched: no ASGI_APPLICATION, no PRODUCTION_PROCESSES."""
+    root = tmp_path_factory.mktemp("startproject")
+    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite", str(root)], check=True)
+    return root
+
+
+@pytest.fixture
+def site(project: Path, tmp_path: Path) -> Path:
+    """A copy of the stock project that a test may edit."""
+    copy = tmp_path / "site"
+    shutil.copytree(project, copy)
+    return copy
+
+
+def environment(**env: str) -> dict[str, str]:
+    """The test process's environment without any djserve or uvicorn settings of the machine's own."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJSERVE_", "UVICORN_", "DJANGO_"))}
+    for k in ("PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
+        base.pop(k, None)
+    # The default mount point may exist on a developer's machine; tests choose their file explicitly.
+    base["DJSERVE_CONFIG"] = os.devnull
+    return {**base, **env}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.err.splitlines()
+
+
+def djserve(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
+    done = subprocess.run(
+        [DJSERVE, *args], cwd=cwd, env=environment(**(env or {})), capture_output=True, text=True, timeout=timeout
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def config(cwd: Path, *args: str, **env: str) -> dict[str, Any]:
+    """`djserve config --json` as {name: value}, failing the test with djserve's own errors."""
+    result = djserve("config", "--json", *args, cwd=cwd, env=env)
+    assert result.code == 0, result.err
+    return {name: entry["value"] for name, entry in result.json.items()}
+
+
+def sources(cwd: Path, *args: str, **env: str) -> dict[str, str]:
+    result = djserve("config", "--json", *args, cwd=cwd, env=env)
+    assert result.code == 0, result.err
+    return {name: entry["source"] for name, entry in result.json.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, err
+
+
+def start(cwd: Path, *args: str, ready: str = "/-/health", **env: str) -> Server:
+    """`djserve serve` on a free port, returned once `ready` answers 200."""
+    port = free_port()
+    process = subprocess.Popen(
+        [DJSERVE, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=cwd,
+        env=environment(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = Server(process, port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"djserve exited with {process.returncode}: {process.communicate()[1]}")
+        try:
+            if get(server.url(ready), timeout=1)[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"djserve never answered: {process.communicate()[1]}")
+
+
+@pytest.fixture
+def serve(site: Path) -> Iterator[Any]:
+    """Start servers in the test's project; any still running at the end are stopped."""
+    started: list[Server] = []
+
+    def _serve(*args: str, cwd: Path = site, **env: str) -> Server:
+        env.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+        server = start(cwd, *args, **env)
+        started.append(server)
+        return server
+
+    yield _serve
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
