@@ -1,6 +1,5 @@
 """Settings of the demo project, all from the environment (see README.md), production-safe by default."""
 
-import logging
 import secrets
 from pathlib import Path
 
@@ -22,7 +21,6 @@ if not SECRET_KEY:
     # A key per process is safe here because the demo signs nothing that must outlive a process or
     # cross to another worker (no sessions, no signed cookies, no password resets).
     SECRET_KEY = secrets.token_urlsafe(50)
-    logging.getLogger(__name__).warning("DJANGO_SECRET_KEY is not set: using a random key for this process")
 
 ALLOWED_HOSTS = env.items("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
