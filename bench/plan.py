@@ -1,0 +1,59 @@
+"""How long and how hard each measurement runs: the full run (~15 min) and the smoke run (< 2 min)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    startup_reps: int  # alternating preset/bare pairs a preset
+    startup_presets: tuple[str, ...]
+    rounds: int  # interleaved throughput rounds; the median of the rounds is reported
+    seconds: float  # one wrk run
+    warmup_seconds: float
+    connections: int
+    rss_load_seconds: float
+    ws_sockets: int
+    ws_batch: int  # sockets opened at once while ramping up
+    ws_rate: float  # echo messages a second, across all sockets
+    ws_seconds: float
+    recycle_max_requests: int  # UVICORN_LIMIT_MAX_REQUESTS; the preset adds up to 1000 of jitter
+    recycle_seconds: float
+    ready_timeout: float = 60.0
+
+
+FULL = Plan(
+    name="full",
+    startup_reps=5,
+    startup_presets=("production", "proxy", "websocket"),
+    rounds=3,
+    seconds=10,
+    warmup_seconds=3,
+    connections=32,
+    rss_load_seconds=5,
+    ws_sockets=2000,
+    ws_batch=100,
+    ws_rate=200,
+    ws_seconds=30,
+    recycle_max_requests=1000,
+    recycle_seconds=30,
+)
+
+SMOKE = Plan(
+    name="smoke",
+    startup_reps=1,
+    startup_presets=("production",),
+    rounds=1,
+    seconds=1.5,
+    warmup_seconds=0.5,
+    connections=16,
+    rss_load_seconds=1,
+    ws_sockets=100,
+    ws_batch=50,
+    ws_rate=50,
+    ws_seconds=3,
+    recycle_max_requests=100,
+    recycle_seconds=5,
+)
