@@ -80,7 +80,7 @@ LABEL org.opencontainers.image.title="djserve (websocket)"
 # The demo project, built exactly as a user's project would be on top of a variant.
 FROM ${VARIANT} AS demo
 ARG VARIANT
-USER root
+USER 0
 ARG PIP_NO_INDEX
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca-bundle \

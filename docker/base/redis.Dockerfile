@@ -6,6 +6,8 @@ FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends redis-server \
     && rm -rf /var/lib/apt/lists/*
+# The package allocates the redis user's id at install time, so only its name is known here.
+# hadolint ignore=DL3066
 USER redis
 WORKDIR /var/lib/redis
 EXPOSE 6379
