@@ -23,6 +23,8 @@ PORT = 8000
 # One label a run, so cleanup removes this run's containers and no one else's.
 RUN_LABEL = f"djserve-bench.run={uuid.uuid4().hex[:12]}"
 # The app containers' production profile (see the contract): read-only root, /tmp in memory, no privileges.
+# The demo signs nothing that outlives a process, so a random key per process is enough (its README).
+DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
 HARDENING = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
 
@@ -65,7 +67,7 @@ def free_port() -> int:
 
 
 def run_args(spec: Spec, host_port: int) -> list[str]:
-    env = [arg for name, value in spec.env.items() for arg in ("-e", f"{name}={value}")]
+    env = [arg for name, value in {**DEMO_ENV, **spec.env}.items() for arg in ("-e", f"{name}={value}")]
     return [
         "docker",
         "run",
@@ -130,9 +132,16 @@ def wait_for_200(container: Container, path: str, timeout: float, interval: floa
     """Seconds until GET `path` first answers 200; the container's log in the error if it never does."""
     began = time.perf_counter()
     deadline = began + timeout
+    checked = began
     while time.perf_counter() < deadline:
         if get_status(container.host_port, path) == 200:
             return time.perf_counter() - began
+        if time.perf_counter() - checked > 1:  # a server that exited will never answer
+            checked = time.perf_counter()
+            if docker("inspect", "-f", "{{.State.Running}}", container.id) != "true":
+                raise RuntimeError(
+                    f"{container.id[:12]} exited before {path} answered; log:\n{container.logs()[-3000:]}"
+                )
         time.sleep(interval)
     raise TimeoutError(f"{path} never answered 200 within {timeout:.0f} s; log:\n{container.logs()[-3000:]}")
 

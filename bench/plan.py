@@ -11,16 +11,16 @@ class Plan:
     startup_reps: int  # alternating preset/bare pairs a preset
     startup_presets: tuple[str, ...]
     rounds: int  # interleaved throughput rounds; the median of the rounds is reported
-    seconds: float  # one wrk run
-    warmup_seconds: float
+    seconds: int  # one wrk run (wrk takes whole seconds)
+    warmup_seconds: int
     connections: int
-    rss_load_seconds: float
+    rss_load_seconds: int
     ws_sockets: int
     ws_batch: int  # sockets opened at once while ramping up
     ws_rate: float  # echo messages a second, across all sockets
     ws_seconds: float
     recycle_max_requests: int  # UVICORN_LIMIT_MAX_REQUESTS; the preset adds up to 1000 of jitter
-    recycle_seconds: float
+    recycle_seconds: int
     ready_timeout: float = 60.0
 
 
@@ -46,8 +46,8 @@ SMOKE = Plan(
     startup_reps=1,
     startup_presets=("production",),
     rounds=1,
-    seconds=1.5,
-    warmup_seconds=0.5,
+    seconds=1,
+    warmup_seconds=1,
     connections=16,
     rss_load_seconds=1,
     ws_sockets=100,

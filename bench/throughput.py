@@ -24,10 +24,10 @@ def _check(server: Server, path: str, load: wrk.Load) -> None:
 def measure(plan: Plan) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """The throughput entries, and each server's container memory (MB, all processes) after its load."""
     with running(*(server.spec for server in SERVERS)) as containers:
-        by_server = dict(zip(SERVERS, containers, strict=True))
-        for server, container in by_server.items():
+        pairs = list(zip(SERVERS, containers, strict=True))
+        for server, container in pairs:
             wait_for_200(container, server.paths[0], plan.ready_timeout)
-        combos = [(s, c, path) for s, c in by_server.items() for path in s.paths]
+        combos = [(s, c, path) for s, c in pairs for path in s.paths]
         for server, container, path in combos:
             _check(server, path, wrk.run(container, path, plan.warmup_seconds, plan.connections))
         loads: dict[tuple[str, str], list[wrk.Load]] = {(s.name, p): [] for s, _, p in combos}
@@ -37,7 +37,7 @@ def measure(plan: Plan) -> tuple[list[dict[str, Any]], dict[str, float]]:
                 load = wrk.run(container, path, plan.seconds, plan.connections)
                 _check(server, path, load)
                 loads[server.name, path].append(load)
-        memory = {server.name: total_rss_mb(container) for server, container in by_server.items()}
+        memory = {server.name: total_rss_mb(container) for server, container in pairs}
     return [_entry(server, path, loads[server.name, path]) for server, _, path in combos], memory
 
 

@@ -32,13 +32,13 @@ class Load:
         return sum(self.errors.values())
 
 
-def run(container: Container, path: str, seconds: float, connections: int) -> Load:
+def run(container: Container, path: str, seconds: int, connections: int) -> Load:
     command = [
         *container.load_prefix(),
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{seconds}s",
         "--timeout",
         "5s",
         "-H",

@@ -15,6 +15,10 @@ import sys
 import time
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
+
+# The demo checks Origin against ALLOWED_HOSTS, as browsers always send one.
+ORIGIN = Origin("http://localhost")
 
 
 async def _open(url: str, sockets: int, batch: int, deadline: float) -> tuple[list[ClientConnection], int]:
@@ -24,7 +28,7 @@ async def _open(url: str, sockets: int, batch: int, deadline: float) -> tuple[li
         size = min(batch, sockets - len(held) - failed)
         # No client pings: the server's own ping interval is part of what is measured.
         opened = await asyncio.gather(
-            *(connect(url, proxy=None, ping_interval=None, open_timeout=30) for _ in range(size)),
+            *(connect(url, origin=ORIGIN, proxy=None, ping_interval=None, open_timeout=30) for _ in range(size)),
             return_exceptions=True,
         )
         held.extend(c for c in opened if isinstance(c, ClientConnection))
