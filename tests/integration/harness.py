@@ -1,0 +1,106 @@
+"""Helpers of the image tests: docker, plain HTTP, bounded waits, containers and the compose stack."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = str(REPO / "docker-compose.yml")
+# The flags the README gives for production: what every app container here runs with.
+HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+# The demo refuses to start without a secret key; it signs nothing that must outlive a process.
+DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 15) -> Response:
+    """One GET on a new connection; http.client, so no proxy variable can reroute it."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return Response(response.status, response.read())
+    finally:
+        connection.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+
+    def inspect(self, template: str) -> str:
+        return docker("inspect", "-f", template, self.id).stdout.strip()
+
+    def port(self, container_port: int = 8000) -> int:
+        return int(docker("port", self.id, f"{container_port}/tcp").stdout.splitlines()[0].rpartition(":")[2])
+
+    def url(self, path: str = "/", container_port: int = 8000) -> str:
+        return f"http://127.0.0.1:{self.port(container_port)}{path}"
+
+    def health(self) -> str:
+        return self.inspect("{{if .State.Health}}{{.State.Health.Status}}{{end}}")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            status = self.health()
+            assert status != "unhealthy", self.logs()
+            assert self.inspect("{{.State.Running}}") == "true", self.logs()
+            return status == "healthy"
+
+        wait_until(healthy, timeout, f"container {self.id[:12]} to become healthy")
+
+    def exec(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return docker("exec", self.id, *command, timeout=timeout)
+
+    def logs(self) -> str:
+        result = docker("logs", self.id, check=False)
+        return result.stdout + result.stderr
+
+
+@dataclass(frozen=True)
+class Stack:
+    services: Any  # pytest_docker's Services
+    project: str
+
+    def url(self, service: str, container_port: int, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.services.port_for(service, container_port)}{path}"
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return docker("compose", "-f", COMPOSE_FILE, "-p", self.project, *args, check=check)
+
+    def exec(self, service: str, *command: str) -> subprocess.CompletedProcess[str]:
+        return self.compose("exec", "-T", service, *command, check=False)
+
+    def container(self, service: str) -> Container:
+        return Container(self.compose("ps", "-q", service).stdout.strip())
