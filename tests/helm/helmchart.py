@@ -41,18 +41,31 @@ class Rendered:
 
     @functools.cached_property
     def objects(self) -> list[dict[str, Any]]:
-        return [doc for text in self.manifests.values() for doc in yaml.safe_load_all(text) if doc]
+        return [
+            doc
+            for text in self.manifests.values()
+            for doc in yaml.safe_load_all(text)
+            if doc
+        ]
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [o for o in self.objects if o["kind"] == kind]
 
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        found = [o for o in self.all(kind) if name is None or o["metadata"]["name"] == name]
-        assert len(found) == 1, f"expected one {kind} {name or ''}, rendered {len(found)}"
+        found = [
+            o for o in self.all(kind) if name is None or o["metadata"]["name"] == name
+        ]
+        assert len(found) == 1, (
+            f"expected one {kind} {name or ''}, rendered {len(found)}"
+        )
         return found[0]
 
     def pod_specs(self) -> list[dict[str, Any]]:
-        return [o["spec"]["template"]["spec"] for o in self.objects if o["kind"] in ("Deployment", "Job")]
+        return [
+            o["spec"]["template"]["spec"]
+            for o in self.objects
+            if o["kind"] in ("Deployment", "Job")
+        ]
 
 
 def render(values: dict[str, Any] | None = None) -> Rendered:

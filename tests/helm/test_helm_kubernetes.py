@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-
 from helmchart import CI_VALUES, load_values, lowest_kubernetes, render
 
 CRD_KINDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from helmchart import CHART, CI_VALUES, ROOT, load_values, render, write
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
@@ -34,9 +33,22 @@ def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def report(rendered_dir: Path) -> dict[str, Any]:
     assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make checkov-venv`"
     result = subprocess.run(
-        [str(CHECKOV), "--framework", "kubernetes", "-d", str(rendered_dir), "--output", "json",
-         "--compact", "--skip-check", ",".join(SKIPS)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(CHECKOV),
+            "--framework",
+            "kubernetes",
+            "-d",
+            str(rendered_dir),
+            "--output",
+            "json",
+            "--compact",
+            "--skip-check",
+            ",".join(SKIPS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.stdout, result.stderr
     parsed: dict[str, Any] = json.loads(result.stdout)
@@ -60,7 +72,10 @@ def test_every_pod_was_checked(report: dict[str, Any]) -> None:
         f"/{values_file.stem}/{path}"
         for values_file in CI_VALUES
         for path, text in render(load_values(values_file)).manifests.items()
-        if any(doc and doc["kind"] in ("Deployment", "Job") for doc in yaml.safe_load_all(text))
+        if any(
+            doc and doc["kind"] in ("Deployment", "Job")
+            for doc in yaml.safe_load_all(text)
+        )
     }
     assert pods and pods <= checked, pods - checked
 
@@ -68,5 +83,9 @@ def test_every_pod_was_checked(report: dict[str, Any]) -> None:
 def test_every_skip_is_explained_in_the_readme() -> None:
     readme = (CHART / "README.md").read_text()
     section = readme.split("## checkov skips", 1)[1].split("\n## ", 1)[0]
-    listed = {line.split("|")[1].strip(" `") for line in section.splitlines() if line.startswith("| `CKV")}
+    listed = {
+        line.split("|")[1].strip(" `")
+        for line in section.splitlines()
+        if line.startswith("| `CKV")
+    }
     assert listed == set(SKIPS)

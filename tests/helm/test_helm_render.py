@@ -6,7 +6,6 @@ from pathlib import Path
 
 import helm_python
 import pytest
-
 from helmchart import CHART, CI_VALUES, load_values, render
 
 WARNING = 2

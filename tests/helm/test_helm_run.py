@@ -24,9 +24,8 @@ from typing import Any
 
 import click
 import pytest
-from uvicorn.main import main as uvicorn_command
-
 from helmchart import ROOT, Rendered, render
+from uvicorn.main import main as uvicorn_command
 
 CONFIG_FILE = "/etc/djserve/djserve.toml"
 ALLOWED_HOST = "shop.example.com"
@@ -34,19 +33,25 @@ SECRETS = {"demo-django": {"secret-key": "render-then-run-" + uuid.uuid4().hex}}
 COMMON: dict[str, Any] = {
     "djserve": {"log_format": "json"},
     "env": {"DJANGO_ALLOWED_HOSTS": ALLOWED_HOST},
-    "secretFiles": [{"env": "DJANGO_SECRET_KEY", "secretName": "demo-django", "key": "secret-key"}],
+    "secretFiles": [
+        {"env": "DJANGO_SECRET_KEY", "secretName": "demo-django", "key": "secret-key"}
+    ],
     "shutdown": {"preStopSleepSeconds": 2, "marginSeconds": 3},
 }
 
 
 def docker(*args: str, timeout: float = 60) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
     return result.stdout.strip()
 
 
 def require_image(reference: str) -> None:
-    found = subprocess.run(["docker", "image", "inspect", reference], capture_output=True, check=False)
+    found = subprocess.run(
+        ["docker", "image", "inspect", reference], capture_output=True, check=False
+    )
     assert found.returncode == 0, f"image {reference} is missing: run `make images`"
 
 
@@ -62,11 +67,17 @@ class Pod:
 
     @property
     def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.rendered.one("Deployment")["spec"]["template"]["spec"]
+        spec: dict[str, Any] = self.rendered.one("Deployment")["spec"]["template"][
+            "spec"
+        ]
         return spec
 
     def container(self, name: str) -> dict[str, Any]:
-        return next(c for c in self.spec.get("initContainers", []) + self.spec["containers"] if c["name"] == name)
+        return next(
+            c
+            for c in self.spec.get("initContainers", []) + self.spec["containers"]
+            if c["name"] == name
+        )
 
     def _volume_args(self, container: dict[str, Any]) -> list[str]:
         args: list[str] = []
@@ -79,24 +90,40 @@ class Pod:
             source = self.workdir / f"{container['name']}-{mount['name']}"
             source.mkdir()
             if "configMap" in volume:
-                data = self.rendered.one("ConfigMap", volume["configMap"]["name"])["data"]
+                data = self.rendered.one("ConfigMap", volume["configMap"]["name"])[
+                    "data"
+                ]
                 for key, text in data.items():
                     (source / key).write_text(text)
             elif "secret" in volume:
                 for item in volume["secret"]["items"]:
                     file = source / item["path"]
-                    file.write_text(SECRETS[volume["secret"]["secretName"]][item["key"]])
+                    file.write_text(
+                        SECRETS[volume["secret"]["secretName"]][item["key"]]
+                    )
                     file.chmod(volume["secret"]["defaultMode"])
             else:
                 raise AssertionError(f"no Docker equivalent for volume {volume}")
-            args += ["-v", f"{source}:{mount['mountPath']}:ro" if mount.get("readOnly") else f"{source}:{mount['mountPath']}"]
+            args += [
+                "-v",
+                f"{source}:{mount['mountPath']}:ro"
+                if mount.get("readOnly")
+                else f"{source}:{mount['mountPath']}",
+            ]
         return args
 
     def run(self, name: str, network_owner: str | None = None) -> str:
         """Start one container detached; the first one started owns the network and publishes the ports."""
         container = self.container(name)
         context = container["securityContext"]
-        args = ["run", "-d", "--name", f"{self.prefix}-{name}", "--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+        args = [
+            "run",
+            "-d",
+            "--name",
+            f"{self.prefix}-{name}",
+            "--user",
+            f"{context['runAsUser']}:{context['runAsGroup']}",
+        ]
         if context["readOnlyRootFilesystem"]:
             args.append("--read-only")
         args += [f"--cap-drop={cap}" for cap in context["capabilities"]["drop"]]
@@ -104,7 +131,9 @@ class Pod:
             args += ["--security-opt", "no-new-privileges"]
         assert "envFrom" not in container
         for env in container.get("env", []):
-            assert "value" in env, f"{env['name']}: only literal values run under Docker"
+            assert "value" in env, (
+                f"{env['name']}: only literal values run under Docker"
+            )
             args += ["-e", f"{env['name']}={env['value']}"]
         args += self._volume_args(container)
         if network_owner is None:
@@ -118,7 +147,11 @@ class Pod:
         self.started.append(f"{self.prefix}-{name}")
         if network_owner is None:
             for port in self.serving_ports():
-                self.ports[port] = int(docker("port", f"{self.prefix}-{name}", f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
+                self.ports[port] = int(
+                    docker("port", f"{self.prefix}-{name}", f"{port}/tcp")
+                    .splitlines()[0]
+                    .rsplit(":", 1)[1]
+                )
         return f"{self.prefix}-{name}"
 
     def serving_ports(self) -> list[int]:
@@ -126,9 +159,17 @@ class Pod:
         containers = self.spec.get("initContainers", []) + self.spec["containers"]
         return [p["containerPort"] for c in containers for p in c.get("ports", [])]
 
-    def get(self, port: int, path: str, host: str, headers: dict[str, str] | None = None,
-            timeout: float = 5) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.ports[port], timeout=timeout)
+    def get(
+        self,
+        port: int,
+        path: str,
+        host: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5,
+    ) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.ports[port], timeout=timeout
+        )
         try:
             connection.request("GET", path, headers={"Host": host, **(headers or {})})
             response = connection.getresponse()
@@ -142,8 +183,13 @@ class Pod:
         headers = {h["name"]: h["value"] for h in action.get("httpHeaders", [])}
         try:
             # Without a Host header the kubelet sends the pod's address.
-            status, _ = self.get(action["port"], action["path"], headers.pop("Host", "127.0.0.1"), headers,
-                                 timeout=probe["timeoutSeconds"])
+            status, _ = self.get(
+                action["port"],
+                action["path"],
+                headers.pop("Host", "127.0.0.1"),
+                headers,
+                timeout=probe["timeoutSeconds"],
+            )
         except OSError:
             return False
         return 200 <= status < 400
@@ -158,7 +204,12 @@ class Pod:
 
     def logs(self) -> str:
         return "\n".join(
-            subprocess.run(["docker", "logs", "--tail", "30", c], capture_output=True, text=True, check=False).stderr
+            subprocess.run(
+                ["docker", "logs", "--tail", "30", c],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stderr
             for c in self.started
         )
 
@@ -173,7 +224,12 @@ class Pod:
 
     def remove(self) -> None:
         for container in reversed(self.started):
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False, timeout=60)
+            subprocess.run(
+                ["docker", "rm", "-f", container],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
 
 
 @pytest.fixture
@@ -211,8 +267,12 @@ def setting_name(flag: str) -> tuple[str, bool]:
 
 
 def assert_config_comes_from_the_configmap(pod: Pod, container_name: str) -> None:
-    toml = tomllib.loads(pod.rendered.one("ConfigMap", "demo-djserve")["data"]["djserve.toml"])
-    effective = json.loads(docker("exec", f"{pod.prefix}-{container_name}", "djserve", "config", "--json"))
+    toml = tomllib.loads(
+        pod.rendered.one("ConfigMap", "demo-djserve")["data"]["djserve.toml"]
+    )
+    effective = json.loads(
+        docker("exec", f"{pod.prefix}-{container_name}", "djserve", "config", "--json")
+    )
     source = f"file:{CONFIG_FILE}"
     uvicorn_settings = toml.pop("uvicorn")
     assert uvicorn_settings, "the test values must set uvicorn options"
@@ -229,7 +289,9 @@ def assert_config_comes_from_the_configmap(pod: Pod, container_name: str) -> Non
 
 def slow_request(pod: Pod, port: int, result: dict[str, Any]) -> None:
     try:
-        result["status"], result["body"] = pod.get(port, "/slow?seconds=3", ALLOWED_HOST, timeout=20)
+        result["status"], result["body"] = pod.get(
+            port, "/slow?seconds=3", ALLOWED_HOST, timeout=20
+        )
     except OSError as error:
         result["error"] = error
 
@@ -249,10 +311,19 @@ def terminate_with_request_in_flight(pod: Pod, port: int, name: str) -> None:
 def test_production_pod_runs_as_rendered(pod_factory: Any) -> None:
     values = {
         **COMMON,
-        "image": {"repository": "djserve-demo", "tag": "production", "pullPolicy": "Never"},
+        "image": {
+            "repository": "djserve-demo",
+            "tag": "production",
+            "pullPolicy": "Never",
+        },
         "preset": "production",
-        "uvicorn": {"workers": 2, "timeout-graceful-shutdown": 6, "timeout-keep-alive": 9, "limit-concurrency": 100,
-                    "no-date-header": True},
+        "uvicorn": {
+            "workers": 2,
+            "timeout-graceful-shutdown": 6,
+            "timeout-keep-alive": 9,
+            "limit-concurrency": 100,
+            "no-date-header": True,
+        },
     }
     require_image("djserve-demo:production")
     pod: Pod = pod_factory(values)
@@ -263,7 +334,12 @@ def test_production_pod_runs_as_rendered(pod_factory: Any) -> None:
     assert_probes_pass(pod, app)
     # The probes' Host header is not in ALLOWED_HOSTS: Django refuses it, djserve's probe paths do not.
     port = app["readinessProbe"]["httpGet"]["port"]
-    assert pod.get(port, "/whoami", app["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"])[0] == 400
+    assert (
+        pod.get(
+            port, "/whoami", app["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"]
+        )[0]
+        == 400
+    )
     status, body = pod.get(port, "/whoami", ALLOWED_HOST)
     assert status == 200 and json.loads(body)["preset"] == "production"
 
@@ -275,7 +351,9 @@ def nginx_image() -> tuple[str, str]:
     """The nginx image `make base-images` chose (.env NGINX_IMAGE), as repository and tag."""
     env_file = ROOT / ".env"
     assert env_file.exists(), ".env is missing: run `make images`"
-    entries = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    entries = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+    )
     reference = os.environ.get("NGINX_IMAGE", entries["NGINX_IMAGE"])
     repository, _, tag = reference.rpartition(":")
     assert "/" not in tag, reference
@@ -284,15 +362,20 @@ def nginx_image() -> tuple[str, str]:
 
 def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
     repository, tag = nginx_image()
-    bridge = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Subnet}}")
+    bridge = docker(
+        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Subnet}}"
+    )
     values = {
         **COMMON,
         "image": {"repository": "djserve-demo", "tag": "proxy", "pullPolicy": "Never"},
         "preset": "proxy",
         "uvicorn": {"timeout-graceful-shutdown": 6, "workers": 1},
         # Published ports arrive from Docker's bridge network: it stands for the ingress controller's.
-        "nginx": {"enabled": True, "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-                  "realIpFrom": [bridge, "127.0.0.1/32"]},
+        "nginx": {
+            "enabled": True,
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "realIpFrom": [bridge, "127.0.0.1/32"],
+        },
     }
     require_image("djserve-demo:proxy")
     require_image(f"{repository}:{tag}")
@@ -305,11 +388,19 @@ def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
     assert_probes_pass(pod, app)
     assert pod.probe(nginx["livenessProbe"])
     port = app["readinessProbe"]["httpGet"]["port"]
-    status, body = pod.get(port, "/whoami", ALLOWED_HOST,
-                           {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+    status, body = pod.get(
+        port,
+        "/whoami",
+        ALLOWED_HOST,
+        {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+    )
     assert status == 200, body
     whoami = json.loads(body)
-    assert (whoami["client"], whoami["scheme"], whoami["preset"]) == ("203.0.113.7", "https", "proxy")
+    assert (whoami["client"], whoami["scheme"], whoami["preset"]) == (
+        "203.0.113.7",
+        "https",
+        "proxy",
+    )
 
     assert_config_comes_from_the_configmap(pod, "app")
     # uvicorn drains first while the sidecar keeps relaying; nginx stops after it, as the kubelet orders it.

@@ -12,9 +12,8 @@ import click
 import helm_python
 import pytest
 import yaml
-from uvicorn.main import main as uvicorn_command
-
 from helmchart import CHART, ROOT, lowest_kubernetes, render
+from uvicorn.main import main as uvicorn_command
 
 SCHEMA: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
 
@@ -38,22 +37,46 @@ NOT_OFFERED = {
     ("values", "complaint"),
     [
         ({"replica": 3}, "additional properties 'replica' not allowed"),
-        ({"uvicorn": {"timeout-graceful-shutdwn": 5}}, "'timeout-graceful-shutdwn' not allowed"),
-        ({"uvicorn": {"timeout_graceful_shutdown": 5}}, "'timeout_graceful_shutdown' not allowed"),
+        (
+            {"uvicorn": {"timeout-graceful-shutdwn": 5}},
+            "'timeout-graceful-shutdwn' not allowed",
+        ),
+        (
+            {"uvicorn": {"timeout_graceful_shutdown": 5}},
+            "'timeout_graceful_shutdown' not allowed",
+        ),
         ({"djserve": {"healthpath": "/h"}}, "'healthpath' not allowed"),
         ({"probes": {"startup": {"periodSecond": 1}}}, "'periodSecond' not allowed"),
         ({"affinity": {"nodeAfinity": {}}}, "'nodeAfinity' not allowed"),
         ({"resources": {"limit": {"cpu": 1}}}, "'limit' not allowed"),
-        ({"secretFiles": [{"env": "DJANGO_SECRET_KEY", "secretName": "s", "key": "k", "mode": 1}]}, "'mode'"),
+        (
+            {
+                "secretFiles": [
+                    {
+                        "env": "DJANGO_SECRET_KEY",
+                        "secretName": "s",
+                        "key": "k",
+                        "mode": 1,
+                    }
+                ]
+            },
+            "'mode'",
+        ),
         ({"replicas": "two"}, "/replicas': got string, want integer"),
         ({"uvicorn": {"workers": "many"}}, "/uvicorn/workers"),
-        ({"uvicorn": {"no-access-log": "yes"}}, "/uvicorn/no-access-log': got string, want boolean"),
+        (
+            {"uvicorn": {"no-access-log": "yes"}},
+            "/uvicorn/no-access-log': got string, want boolean",
+        ),
         ({"uvicorn": {"log-level": "verbose"}}, "/uvicorn/log-level"),
         ({"preset": "fast"}, "/preset"),
         ({"interface": "rsgi"}, "/interface"),
         ({"nginx": {"port": 80}}, "/nginx/port': minimum"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
-        ({"env": {"DJSERVE_MIGRATE": "true"}}, "invalid propertyName 'DJSERVE_MIGRATE'"),
+        (
+            {"env": {"DJSERVE_MIGRATE": "true"}},
+            "invalid propertyName 'DJSERVE_MIGRATE'",
+        ),
         ({"extraEnv": [{"name": "DJSERVE_PRESET", "value": "default"}]}, "/extraEnv/0"),
         ({"terminationGracePeriodSeconds": "30s"}, "/terminationGracePeriodSeconds"),
     ],
@@ -67,7 +90,8 @@ def test_helm_rejects(values: dict[str, Any], complaint: str) -> None:
 def _objects(node: Any, path: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every schema that describes an object; a `not` only states what is refused."""
     if isinstance(node, dict):
-        types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        declared = node.get("type")
+        types = declared if isinstance(declared, list) else [declared]
         if "properties" in node or "object" in types:
             yield path, node
         for key, value in node.items():
@@ -87,7 +111,9 @@ def test_every_object_is_closed() -> None:
         if "properties" in node:
             assert extra is False, path
         else:
-            assert isinstance(extra, dict) and extra, f"{path}: an open map must type its values"
+            assert isinstance(extra, dict) and extra, (
+                f"{path}: an open map must type its values"
+            )
 
 
 def test_schema_is_self_contained_2020_12() -> None:
@@ -95,7 +121,10 @@ def test_schema_is_self_contained_2020_12() -> None:
     refs = re.findall(r'"\$ref": "([^"]*)"', json.dumps(SCHEMA))
     assert refs
     for ref in refs:
-        assert ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in SCHEMA["$defs"], ref
+        assert (
+            ref.startswith("#/$defs/")
+            and ref.removeprefix("#/$defs/") in SCHEMA["$defs"]
+        ), ref
 
 
 def test_uvicorn_table_offers_every_uvicorn_option() -> None:
@@ -113,12 +142,20 @@ def test_host_uvicorn_is_the_images_uvicorn() -> None:
     import uvicorn
 
     lock = (ROOT / "requirements" / "image.lock").read_text()
-    assert re.search(rf"^uvicorn(\[[a-z,]+\])?=={re.escape(uvicorn.__version__)}\b", lock, re.M)
+    assert re.search(
+        rf"^uvicorn(\[[a-z,]+\])?=={re.escape(uvicorn.__version__)}\b",
+        lock,
+        re.MULTILINE,
+    )
 
 
 def _strip(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k != "description" and not k.startswith("x-kubernetes-")}
+        return {
+            k: _strip(v)
+            for k, v in node.items()
+            if k != "description" and not k.startswith("x-kubernetes-")
+        }
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node
@@ -127,13 +164,20 @@ def _strip(node: Any) -> Any:
 def test_kubernetes_types_are_those_of_the_oldest_supported_release() -> None:
     """affinity, tolerations, resources, ... are Kubernetes' own strict schemas, not hand-made copies."""
     folder = f"v{lowest_kubernetes()}.0-local-strict"
-    source = resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder / "_definitions.json"
+    source = (
+        resources.files("kubernetes_validate")
+        / "kubernetes-json-schema"
+        / folder
+        / "_definitions.json"
+    )
     kubernetes = json.loads(source.read_text())["$defs"]
     for name, definition in SCHEMA["$defs"].items():
         assert definition == _strip(kubernetes[name]), name
 
 
-def _leaf_paths(node: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
+def _leaf_paths(
+    node: dict[str, Any], schema: dict[str, Any], prefix: str = ""
+) -> Iterator[str]:
     """Paths of the documented values: chart-defined keys, with Kubernetes objects taken whole."""
     for key, value in node.items():
         below = schema["properties"][key]
@@ -159,6 +203,6 @@ def test_every_value_is_documented() -> None:
                 assert previous.lstrip().startswith("#"), f"{path} has no comment"
         if line.strip():
             previous = line
-    readme = (CHART / "README.md").read_text()
-    table = set(re.findall(r"^\| `([\w.-]+)` \|", readme, re.M))
+    readme = (CHART / "README.md").read_text().split("\n## Values\n", 1)[1]
+    table = set(re.findall(r"^\| `([\w.-]+)` \|", readme, re.MULTILINE))
     assert table == leaves
