@@ -219,3 +219,34 @@ imagePullSecrets:
 {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+One kubelet httpGet probe: (list $ path timing). With the nginx sidecar uvicorn listens on 127.0.0.1
+only, which the kubelet cannot reach, so the probes go through nginx, the way traffic comes.
+*/}}
+{{- define "djserve.probe" -}}
+{{- $root := index . 0 -}}
+httpGet:
+  path: {{ index . 1 }}
+  port: {{ include "djserve.servingPort" $root }}
+  httpHeaders:
+    - name: Host
+      value: {{ $root.Values.probes.host }}
+{{ toYaml (index . 2) }}
+{{- end }}
+
+{{/* Placement shared by the web pods and the migration Job's. */}}
+{{- define "djserve.scheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
