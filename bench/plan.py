@@ -21,6 +21,7 @@ class Plan:
     ws_seconds: float
     recycle_max_requests: int  # UVICORN_LIMIT_MAX_REQUESTS; the preset adds up to 1000 of jitter
     recycle_seconds: int
+    recycle_healthcheck_1s: bool  # also run recycling with uvicorn's healthcheck timeout at 1 s
     ready_timeout: float = 60.0
 
 
@@ -39,6 +40,7 @@ FULL = Plan(
     ws_seconds=30,
     recycle_max_requests=1000,
     recycle_seconds=30,
+    recycle_healthcheck_1s=True,
 )
 
 SMOKE = Plan(
@@ -56,4 +58,5 @@ SMOKE = Plan(
     ws_seconds=3,
     recycle_max_requests=100,
     recycle_seconds=5,
+    recycle_healthcheck_1s=False,
 )

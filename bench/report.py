@@ -103,6 +103,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     ws = r["websocket"]
+    recycled = r["recycle"]
     parts = [
         "# Benchmark results",
         f"Written by `make bench` ({r['plan']} run). Machine: {m['nproc']} CPUs ({m['cpu_model']}), "
@@ -129,7 +130,7 @@ def markdown(r: dict[str, Any]) -> str:
         "![throughput](throughput.png)",
         "## Time to first 200",
         "From `docker run` to the first 200 on `/async`, each preset's image with its own command "
-        "against the same image running a bare `uvicorn` command with the preset's settings.\n",
+        "against the same image running a bare `uvicorn` command with the preset's settings.",
         _table(
             ["preset", "djserve s", "bare uvicorn s", "median ratio"],
             [[p, _join(v["preset_s"]), _join(v["bare_uvicorn_s"]), v["ratio"]] for p, v in r["startup"].items()],
@@ -142,7 +143,7 @@ def markdown(r: dict[str, Any]) -> str:
                 for v, s in r["image_sizes"].items()
             ],
         ),
-        f"\nRSS per worker (two workers under uvicorn's supervisor, after load): djserve "
+        f"RSS per worker (two workers under uvicorn's supervisor, after load): djserve "
         f"{r['rss_per_worker_mb']} MB, bare uvicorn {r['rss_per_worker_mb_bare_uvicorn']} MB.\n\n"
         "Whole-container RSS of each throughput server after its load, MB: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r["container_memory_mb"].items())
@@ -155,10 +156,17 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ws['rss_before_mb']} MB before, {ws['rss_held_mb']} MB holding them: {ws['kb_per_socket']} kB "
         "per socket (the client offers permessage-deflate, as browsers do).",
         "## Worker recycling",
-        f"`{r['recycle']['image']}` with {_env(r['recycle']['env'])}, wrk on `{r['recycle']['path']}` for "
-        f"{r['params']['recycle_seconds']:g} s: {r['recycle']['requests']} requests, "
-        f"{r['recycle']['recycles']} recycles, {r['recycle_failed_requests']} failed "
-        f"({_env(r['recycle']['errors'])}).",
+        f"`{recycled['preset']['image']}` with {_env(recycled['preset']['env'])} (the preset adds up to "
+        f"1000 of jitter), wrk on `{recycled['preset']['path']}` with {r['params']['connections']} "
+        f"connections for {r['params']['recycle_seconds']:g} s. Failed = socket errors, timeouts (5 s) "
+        "and non-2xx/3xx answers.",
+        _table(
+            ["scenario", "requests", "recycles", "failed", "errors", "p99 ms", "max ms"],
+            [
+                [name, v["requests"], v["recycles"], v["failed_requests"], _env(v["errors"]), v["p99_ms"], v["max_ms"]]
+                for name, v in recycled.items()
+            ],
+        ),
     ]
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text().strip())

@@ -20,6 +20,7 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    max_ms: float
     errors: dict[str, int]
 
     @property
@@ -57,5 +58,6 @@ def run(container: Container, path: str, seconds: int, connections: int) -> Load
         seconds=raw["duration_us"] / 1e6,
         p50_ms=raw["p50_us"] / 1e3,
         p99_ms=raw["p99_us"] / 1e3,
+        max_ms=raw["max_us"] / 1e3,
         errors={name: raw[name] for name in ERRORS},
     )
