@@ -7,19 +7,16 @@ except the tests whose subject is building. Every wait is bounded.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from harness import COMPOSE_FILE, HARDENED, Container, Stack, docker
+from harness import COMPOSE_FILE, HARDENED, Container, Stack, StartContainer, docker
 
 # The staging stack's published ports, chosen free by the engine so that a running `make up` or
 # another test run does not collide.
 STAGING_PORTS = ("STAGING_WEB_PORT", "STAGING_PROXY_PORT", "STAGING_PROXY_TLS_PORT", "STAGING_WS_PORT")
-
-
-StartContainer = Callable[..., Container]
 
 
 @pytest.fixture

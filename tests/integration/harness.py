@@ -88,6 +88,10 @@ class Container:
         return result.stdout + result.stderr
 
 
+# start_container(image, *command, env=..., options=..., health_interval=...)
+StartContainer = Callable[..., Container]
+
+
 @dataclass(frozen=True)
 class Stack:
     services: Any  # pytest_docker's Services
