@@ -15,6 +15,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from harness import Stack, docker, http_get
 
@@ -28,7 +29,7 @@ WEBSOCKET = ("web-ws", 8000)
 def ws_connect(stack: Stack, service: str, port: int, path: str) -> ClientConnection:
     host = f"127.0.0.1:{stack.services.port_for(service, port)}"
     # Channels checks Origin against ALLOWED_HOSTS, as it would for a browser.
-    return connect(f"ws://{host}{path}", origin=f"http://{host}", proxy=None, open_timeout=15)  # type: ignore[arg-type]
+    return connect(f"ws://{host}{path}", origin=Origin(f"http://{host}"), proxy=None, open_timeout=15)
 
 
 @pytest.mark.parametrize(
