@@ -61,12 +61,24 @@ def test_runs_as_uid_10001_in_group_0() -> None:
     assert docker("run", "--rm", "djserve:production", "sh", "-c", "id -u; id -g").stdout == "10001\n0\n"
 
 
-@pytest.mark.parametrize("user", [None, "123456:0"], ids=["image-user", "arbitrary-uid"])
-def test_hardened_container_becomes_healthy(start_container: StartContainer, user: str | None) -> None:
+# Asked from inside, where the proxy variant (bound to 127.0.0.1) answers too.
+WHOAMI = (
+    "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/whoami').read().decode())"
+)
+
+
+@pytest.mark.parametrize(
+    ("variant", "user"),
+    [("production", None), ("proxy", None), ("websocket", None), ("production", "123456:0")],
+    ids=["production", "proxy", "websocket", "arbitrary-uid"],
+)
+def test_hardened_container_becomes_healthy(
+    start_container: StartContainer, variant: str, user: str | None
+) -> None:
     options = (*HARDENED, "--user", user) if user else HARDENED
-    container = start_container(DEMO, env=DEMO_ENV, options=options)
+    container = start_container(f"djserve-demo:{variant}", env=DEMO_ENV, options=options)
     container.wait_healthy()
-    assert http_get(container.url("/whoami")).json()["preset"] == "production"
+    assert json.loads(container.exec("python", "-c", WHOAMI).stdout)["preset"] == variant
     assert container.exec("id", "-u").stdout.strip() == (user or "10001:0").partition(":")[0]
 
 
@@ -142,8 +154,10 @@ def test_limit_max_requests_recycles_workers_without_failures(start_container: S
     assert container.inspect("{{.State.Running}}") == "true"
 
 
-def test_docker_stop_finishes_the_request_in_flight(start_container: StartContainer) -> None:
-    container = start_container(DEMO, env=DEMO_ENV)
+# One worker is served in-process, more run under uvicorn's supervisor: both must stop cleanly.
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_docker_stop_finishes_the_request_in_flight(start_container: StartContainer, workers: str) -> None:
+    container = start_container(DEMO, env={**DEMO_ENV, "UVICORN_WORKERS": workers})
     container.wait_healthy()
     url = container.url("/slow?seconds=3")
     responses: list[Response] = []
