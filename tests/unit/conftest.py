@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,6 +108,10 @@ class Server:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
     def stop(self, timeout: float = 30) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         _, err = self.process.communicate(timeout=timeout)
@@ -123,6 +128,7 @@ def start(cwd: Path, *args: str, ready: str = "/-/health", **env: str) -> Server
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # so a failed test can end the workers too
     )
     server = Server(process, port)
     deadline = time.monotonic() + 30
@@ -135,7 +141,7 @@ def start(cwd: Path, *args: str, ready: str = "/-/health", **env: str) -> Server
         except OSError:
             pass
         time.sleep(0.1)
-    process.kill()
+    server.kill()
     raise AssertionError(f"djserve never answered: {process.communicate()[1]}")
 
 
@@ -144,14 +150,13 @@ def serve(site: Path) -> Iterator[Any]:
     """Start servers in the test's project; any still running at the end are stopped."""
     started: list[Server] = []
 
-    def _serve(*args: str, cwd: Path = site, **env: str) -> Server:
+    def _serve(*args: str, cwd: Path = site, ready: str = "/-/health", **env: str) -> Server:
         env.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
-        server = start(cwd, *args, **env)
+        server = start(cwd, *args, ready=ready, **env)
         started.append(server)
         return server
 
     yield _serve
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
+        server.kill()
+        server.process.communicate()

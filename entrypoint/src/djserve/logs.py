@@ -34,6 +34,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def quiet_django_console() -> None:
+    """Drop Django's own console handlers (DEBUG only): the root JSON handler already writes its records."""
+    for name in ("django", "django.server"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+
+
 def configure(log_format: str) -> None:
     """Logging for djserve's own steps before uvicorn configures it again for serving."""
     if log_format == "json":

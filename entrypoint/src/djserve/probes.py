@@ -28,6 +28,7 @@ HANDOFF = (
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
     ("DJSERVE_WSGI_THREADS", "wsgi_threads"),
+    ("DJSERVE_LOG_FORMAT", "log_format"),
     ("UVICORN_FACTORY", "factory"),
 )
 HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
@@ -66,6 +67,10 @@ def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
     interface = environ["DJSERVE_INTERFACE"]
     app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
+    if environ.get("DJSERVE_LOG_FORMAT") == "json":
+        from djserve.logs import quiet_django_console
+
+        quiet_django_console()
     if interface == "wsgi":
         from a2wsgi import WSGIMiddleware
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -58,6 +59,9 @@ def serve(settings: Settings) -> None:
         # Under the supervisor a worker that recycles is replaced; alone, it would stop the container.
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
+        # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully; for a container
+        # that finished its requests as asked, that is a clean exit.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         server.run()
         if not server.started:
             sys.exit(STARTUP_FAILURE)

@@ -1,0 +1,166 @@
+"""Real servers: djserve serving a fresh startproject on free ports, in both interfaces."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DJSERVE, djserve, environment, free_port, get
+
+EVIL = {"Host": "attacker.example"}
+
+
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_both_interfaces_serve_django_and_probes(serve: Any, interface: str) -> None:
+    server = serve(DJSERVE_INTERFACE=interface, DJSERVE_WSGI_THREADS="4")
+    status, body = get(server.url("/"))
+    assert status == 200 and b"Django" in body
+    # Django refuses a host it does not know; the probes never reach Django.
+    assert get(server.url("/"), EVIL)[0] == 400
+    assert get(server.url("/-/health"), EVIL) == (200, b"ok\n")
+    assert get(server.url("/-/ready"), EVIL) == (200, b"ready\n")
+    code, err = server.stop()
+    assert code == 0, err
+    assert "DeprecationWarning" not in err
+
+
+def test_probes_hold_with_several_workers(serve: Any) -> None:
+    server = serve("--workers", "2", ready="/healthz", DJSERVE_HEALTH_PATH="/healthz")
+    for _ in range(20):
+        assert get(server.url("/healthz"), EVIL)[0] == 200
+        assert get(server.url("/-/ready"), EVIL)[0] == 200
+    assert get(server.url("/-/health"))[0] == 404  # the path moved
+    code, err = server.stop()
+    assert code == 0, err
+    assert err.count("Started server process") == 2
+
+
+def test_sigterm_waits_for_a_request_in_flight(site: Path, serve: Any) -> None:
+    views = site / "mysite" / "urls.py"
+    views.write_text(
+        views.read_text()
+        + "\nimport asyncio\nfrom django.http import HttpResponse\n"
+        "async def slow(request):\n    await asyncio.sleep(2)\n    return HttpResponse('done')\n"
+        "urlpatterns.append(path('slow', slow))\n"
+    )
+    server = serve("--timeout-graceful-shutdown", "10")
+    request = subprocess.Popen(
+        [sys.executable, "-c", f"import urllib.request; print(urllib.request.urlopen('{server.url('/slow')}').read())"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    code, err = server.stop()
+    assert code == 0, err
+    assert request.communicate(timeout=10)[0].strip() == "b'done'"
+
+
+def test_json_logs_for_uvicorn_and_django(serve: Any) -> None:
+    server = serve("--access-log", DJSERVE_LOG_FORMAT="json")
+    get(server.url("/-/health"))
+    get(server.url("/missing"))  # Django logs "Not Found" through django.request
+    _, err = server.stop()
+    entries = [json.loads(line) for line in err.splitlines()]
+    loggers = {entry["logger"] for entry in entries}
+    assert {"uvicorn.error", "uvicorn.access", "django.request"} <= loggers
+    access = next(e for e in entries if e["logger"] == "uvicorn.access" and e["path"] == "/-/health")
+    assert (access["method"], access["status"]) == ("GET", 200)
+
+
+def test_recycled_single_worker_keeps_serving(serve: Any) -> None:
+    server = serve("--limit-max-requests", "3", "--limit-max-requests-jitter", "0")
+    statuses = [get(server.url("/-/health"), timeout=10)[0] for _ in range(10)]
+    assert statuses == [200] * 10
+    code, err = server.stop()
+    assert code == 0
+    assert err.count("Started server process") >= 3
+
+
+def test_prestart_steps_run_in_order_and_are_timed(site: Path, serve: Any) -> None:
+    script = site / "prestart.sh"
+    script.write_text("#!/bin/sh\ntest -f db.sqlite3 && echo prestart-saw-database\n")
+    script.chmod(0o755)
+    port = free_port()
+    with __import__("socket").create_server(("127.0.0.1", port)):
+        server = serve(
+            DJSERVE_MIGRATE="true",
+            DJSERVE_PRESTART=str(script),
+            DJSERVE_WAIT_FOR=f"127.0.0.1:{port}",
+        )
+    _, err = server.stop()
+    steps = [line.split("prestart ")[1].split(":")[0] for line in err.splitlines() if "prestart " in line and "done in" in line]
+    assert steps == ["wait_for", "migrate", "prestart"]
+    assert (site / "db.sqlite3").exists()
+
+
+def test_failing_prestart_step_is_named(site: Path) -> None:
+    port = free_port()
+    result = djserve(
+        "serve",
+        cwd=site,
+        env={"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_WAIT_FOR": f"127.0.0.1:{port}", "DJSERVE_WAIT_TIMEOUT": "1"},
+    )
+    assert result.code == 1
+    assert f"prestart step 'wait_for' failed: 127.0.0.1:{port} unreachable after 1s" in result.err
+
+
+def test_sigterm_during_prestart_stops_promptly(site: Path) -> None:
+    script = site / "prestart.sh"
+    script.write_text("#!/bin/sh\nsleep 60\n")
+    script.chmod(0o755)
+    process = subprocess.Popen(
+        [DJSERVE, "serve", "--port", str(free_port())],
+        cwd=site,
+        env=environment(DJANGO_SETTINGS_MODULE="mysite.settings", DJSERVE_PRESTART=str(script)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=10)
+    assert time.monotonic() - started < 5
+    assert process.returncode == 128 + signal.SIGTERM
+
+
+def test_other_commands_pass_through_unchanged(site: Path) -> None:
+    assert djserve("echo", "hi", cwd=site).out == "hi\n"
+    result = djserve("python", "manage.py", "migrate", "--noinput", cwd=site, env={"DJANGO_SETTINGS_MODULE": "mysite.settings"})
+    assert result.code == 0 and "Applying auth" in result.out
+    assert djserve("no-such-program", cwd=site).code == 127
+
+
+def test_printed_command_starts_the_same_server(site: Path) -> None:
+    port = free_port()
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production", "UVICORN_PORT": str(port)}
+    line = djserve("command", "--host", "127.0.0.1", "--workers", "1", cwd=site, env=env).out.strip()
+    bin_dir = Path(sys.executable).parent
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {line}"],
+        cwd=site,
+        env={**environment(DJANGO_SETTINGS_MODULE="mysite.settings"), "PATH": f"{bin_dir}:/usr/bin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                assert get(f"http://127.0.0.1:{port}/-/ready", EVIL)[0] == 200
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(process.stderr.read() if process.stderr else "")
+        assert get(f"http://127.0.0.1:{port}/")[1].count(b"Django") > 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert shlex.split(line)[0].startswith("DJSERVE_APP=")
