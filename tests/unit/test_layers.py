@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import config, djserve, sources
 
 SETTINGS = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
@@ -89,8 +90,8 @@ def test_precedence_of_every_layer(site: Path) -> None:
         ((), {"DJSERVE_CONFIG": path, "UVICORN_TIMEOUT_KEEP_ALIVE": "50"}, 50, "env:UVICORN_TIMEOUT_KEEP_ALIVE"),
         (("--timeout-keep-alive", "70"), {"DJSERVE_CONFIG": path, "UVICORN_TIMEOUT_KEEP_ALIVE": "50"}, 70, "cli"),
     ]
-    for args, env, value, source in layers:
-        env = {**SETTINGS, "DJSERVE_PRESET": "websocket", **env}
+    for args, layer_env, value, source in layers:
+        env = {**SETTINGS, "DJSERVE_PRESET": "websocket", **layer_env}
         assert config(site, *args, **env)["timeout_keep_alive"] == value
         assert sources(site, *args, **env)["timeout_keep_alive"] == source
 
@@ -179,19 +180,34 @@ BAD_INPUT = [
     ({"UVICORN_PORT": "abc"}, (), "UVICORN_PORT (environment): 'abc' is not a valid integer"),
     ({"PORT": "0"}, (), "PORT (environment): 0 is not in the range 1<=x<=65535"),
     ({}, ("--port", "70000"), "--port (command line): 70000 is not in the range 1<=x<=65535"),
-    ({"DJSERVE_PRESETT": "proxy"}, (), "DJSERVE_PRESETT (environment): unknown setting; did you mean 'DJSERVE_PRESET'?"),
+    (
+        {"DJSERVE_PRESETT": "proxy"},
+        (),
+        "DJSERVE_PRESETT (environment): unknown setting; did you mean 'DJSERVE_PRESET'?",
+    ),
     (
         {"DJSERVE_PRESET": "prod"},
         (),
         "DJSERVE_PRESET (environment): 'prod' is not one of 'default', 'production', 'proxy', 'websocket'",
     ),
     ({"UVICORN_RELOAD": "true", "UVICORN_WORKERS": "2"}, (), "UVICORN_RELOAD (environment): reload cannot run 2"),
-    ({"DJSERVE_PRESET": "websocket", "DJSERVE_INTERFACE": "wsgi"}, (), "DJSERVE_INTERFACE (environment): the websocket"),
+    (
+        {"DJSERVE_PRESET": "websocket", "DJSERVE_INTERFACE": "wsgi"},
+        (),
+        "DJSERVE_INTERFACE (environment): the websocket",
+    ),
     ({"FORWARDED_ALLOW_IPS": "*"}, (), "FORWARDED_ALLOW_IPS (environment): trusting '*' while listening on 0.0.0.0"),
     ({"UVICORN_PORT": "tcp://10.0.0.1:80"}, (), "enableServiceLinks: false"),
-    ({"DJSERVE_APP": "mysite.asgi:app"}, (), "DJSERVE_APP (environment): ASGI app not found: mysite.asgi has no "
-     "attribute 'app' (does asgi.py define app?)"),
-    ({"DJANGO_SETTINGS_MODULE": "nosuch.settings"}, (), "DJANGO_SETTINGS_MODULE (environment): no module named 'nosuch'"),
+    (
+        {"DJSERVE_APP": "mysite.asgi:app"},
+        (),
+        "DJSERVE_APP (environment): ASGI app not found: mysite.asgi has no attribute 'app' (does asgi.py define app?)",
+    ),
+    (
+        {"DJANGO_SETTINGS_MODULE": "nosuch.settings"},
+        (),
+        "DJANGO_SETTINGS_MODULE (environment): no module named 'nosuch'",
+    ),
     ({"DJANGO_SETTINGS_MODULE": ""}, (), "app (default): no app to serve"),
     ({}, ("--prot", "80"), "command line: No such option '--prot'. (Did you mean one of: '--port'"),
 ]
@@ -205,9 +221,20 @@ def test_bad_input_is_one_clear_line(project: Path, env: dict[str, str], args: t
 
 
 def test_proxy_trust_of_anyone_is_fine_on_loopback_or_when_acknowledged(project: Path) -> None:
-    assert djserve("check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "UVICORN_HOST": "127.0.0.1"}).code == 0
-    assert djserve("check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "DJSERVE_TRUST_ANY_PROXY": "1"}).code == 0
-    assert djserve("check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "UVICORN_NO_PROXY_HEADERS": "x"}).code == 78
+    assert (
+        djserve("check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "UVICORN_HOST": "127.0.0.1"}).code
+        == 0
+    )
+    assert (
+        djserve("check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "DJSERVE_TRUST_ANY_PROXY": "1"}).code
+        == 0
+    )
+    assert (
+        djserve(
+            "check", cwd=project, env={**SETTINGS, "FORWARDED_ALLOW_IPS": "*", "UVICORN_NO_PROXY_HEADERS": "x"}
+        ).code
+        == 78
+    )
 
 
 def test_every_problem_at_once_before_anything_runs(site: Path) -> None:
@@ -260,6 +287,8 @@ def test_missing_asgi_module(site: Path) -> None:
 
 
 def test_unsupported_backend(site: Path) -> None:
-    add_setting(site, "PRODUCTION_PROCESSES = {'web': {'BACKEND': 'django_prodserver.backends.gunicorn.GunicornServer'}}")
+    add_setting(
+        site, "PRODUCTION_PROCESSES = {'web': {'BACKEND': 'django_prodserver.backends.gunicorn.GunicornServer'}}"
+    )
     (line,) = problems(site)
     assert line.startswith("PRODUCTION_PROCESSES['web']['BACKEND'] (Django settings): ")

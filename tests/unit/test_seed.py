@@ -6,8 +6,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import config, djserve
 from uvicorn.main import main as uvicorn_main
+
+from conftest import config, djserve
 
 BACKEND = "django_prodserver.backends.uvicorn.UvicornServer"
 EXAMPLES = {

@@ -45,7 +45,7 @@ def serve(args: Sequence[str]) -> None:
         prestart.log.error("%s", failure)
         sys.exit(failure.code)
     except prestart.Terminated:
-        prestart.log.info("SIGTERM during prestart: stopping")
+        prestart.log.info("stopped during prestart")
         sys.exit(128 + 15)
     serving.serve(settings)
 

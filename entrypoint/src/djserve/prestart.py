@@ -7,6 +7,7 @@ commands run as child processes so a migration leaves no connection or state in 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ class StepFailed(Exception):
 
 
 class Terminated(Exception):
-    """SIGTERM during prestart: stop now rather than after a long migration or wait."""
+    """SIGTERM or SIGINT during prestart: stop now rather than after a long migration or wait."""
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -37,11 +38,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _stoppable() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
@@ -58,11 +60,12 @@ def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
 
 
 def _run(step: str, argv: list[str]) -> None:
-    child = subprocess.Popen(argv)
+    # Its own process group, so a stop reaches what a script started too (a shell's `sleep`, say).
+    child = subprocess.Popen(argv, start_new_session=True)
     try:
         code = child.wait()
     except Terminated:
-        child.terminate()
+        os.killpg(child.pid, signal.SIGTERM)
         child.wait()
         raise
     if code:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from djserve import draining
 from djserve.discovery import load_app
 
 Scope = MutableMapping[str, Any]
@@ -65,6 +66,7 @@ class Probes:
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
+    draining.install()
     interface = environ["DJSERVE_INTERFACE"]
     app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
     if environ.get("DJSERVE_LOG_FORMAT") == "json":
