@@ -19,7 +19,9 @@ class Plan:
     ws_batch: int  # sockets opened at once while ramping up
     ws_rate: float  # echo messages a second, across all sockets
     ws_seconds: float
-    recycle_max_requests: int  # UVICORN_LIMIT_MAX_REQUESTS; the preset adds up to 1000 of jitter
+    recycle_max_requests: int  # UVICORN_LIMIT_MAX_REQUESTS
+    # UVICORN_LIMIT_MAX_REQUESTS_JITTER, or None for the preset's (up to 1000 more requests a worker)
+    recycle_jitter: int | None
     recycle_seconds: int
     recycle_healthcheck_1s: bool  # also run recycling with uvicorn's healthcheck timeout at 1 s
     ready_timeout: float = 60.0
@@ -39,6 +41,7 @@ FULL = Plan(
     ws_rate=200,
     ws_seconds=30,
     recycle_max_requests=1000,
+    recycle_jitter=None,
     recycle_seconds=30,
     recycle_healthcheck_1s=True,
 )
@@ -57,6 +60,7 @@ SMOKE = Plan(
     ws_rate=50,
     ws_seconds=3,
     recycle_max_requests=100,
+    recycle_jitter=0,  # so that a slow machine still recycles within the smoke run's few seconds
     recycle_seconds=5,
     recycle_healthcheck_1s=False,
 )

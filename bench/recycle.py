@@ -22,6 +22,8 @@ HEALTHCHECK_1S = {"UVICORN_TIMEOUT_WORKER_HEALTHCHECK": "1"}
 
 def scenario(plan: Plan, extra_env: dict[str, str]) -> dict[str, Any]:
     env = {"UVICORN_WORKERS": "2", "UVICORN_LIMIT_MAX_REQUESTS": str(plan.recycle_max_requests), **extra_env}
+    if plan.recycle_jitter is not None:
+        env["UVICORN_LIMIT_MAX_REQUESTS_JITTER"] = str(plan.recycle_jitter)
     with running(Spec(IMAGE, (), env)) as (container,):
         wait_for_200(container, PATH, plan.ready_timeout)
         load = wrk.run(container, PATH, plan.recycle_seconds, plan.connections)

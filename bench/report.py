@@ -156,8 +156,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ws['rss_before_mb']} MB before, {ws['rss_held_mb']} MB holding them: {ws['kb_per_socket']} kB "
         "per socket (the client offers permessage-deflate, as browsers do).",
         "## Worker recycling",
-        f"`{recycled['preset']['image']}` with {_env(recycled['preset']['env'])} (the preset adds up to "
-        f"1000 of jitter), wrk on `{recycled['preset']['path']}` with {r['params']['connections']} "
+        f"`{recycled['preset']['image']}` with {_env(recycled['preset']['env'])}"
+        + ("" if r["params"]["recycle_jitter"] is not None else " (the preset adds a jitter of up to 1000)")
+        + f", wrk on `{recycled['preset']['path']}` with {r['params']['connections']} "
         f"connections for {r['params']['recycle_seconds']:g} s. Failed = socket errors, timeouts (5 s) "
         "and non-2xx/3xx answers.",
         _table(

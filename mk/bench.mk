@@ -5,7 +5,7 @@ bench-tools: ## Install the benchmark's host tools: Debian's wrk (taskset and ns
 	command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
 
 bench-image: images ## Build djserve-bench:servers: the production demo plus gunicorn, uvicorn-worker, granian.
-	COMPOSE_BAKE=false docker compose -f bench/compose.yaml build --quiet servers
+	docker compose -f bench/compose.yaml build --quiet servers
 
 bench: venv bench-tools bench-image ## Full benchmark (~15 min): bench/results.json, RESULTS.md, throughput.png.
 	$(PY) -m bench --out bench
