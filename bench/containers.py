@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,9 +22,9 @@ LOAD_CPU = "1"
 PORT = 8000
 # One label a run, so cleanup removes this run's containers and no one else's.
 RUN_LABEL = f"djserve-bench.run={uuid.uuid4().hex[:12]}"
-# The app containers' production profile (see the contract): read-only root, /tmp in memory, no privileges.
 # The demo signs nothing that outlives a process, so a random key per process is enough (its README).
 DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
+# The app containers' production profile (see the contract): read-only root, /tmp in memory, no privileges.
 HARDENING = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
 
@@ -68,23 +68,9 @@ def free_port() -> int:
 
 def run_args(spec: Spec, host_port: int) -> list[str]:
     env = [arg for name, value in {**DEMO_ENV, **spec.env}.items() for arg in ("-e", f"{name}={value}")]
-    return [
-        "docker",
-        "run",
-        "-d",
-        "--label",
-        RUN_LABEL,
-        *HARDENING,
-        "--cpus",
-        "1",
-        "--cpuset-cpus",
-        SERVER_CPU,
-        "-p",
-        f"127.0.0.1:{host_port}:{PORT}",
-        *env,
-        spec.image,
-        *spec.command,
-    ]
+    limits = ("--cpus", "1", "--cpuset-cpus", SERVER_CPU)
+    publish = ("-p", f"127.0.0.1:{host_port}:{PORT}")
+    return ["docker", "run", "-d", "--label", RUN_LABEL, *HARDENING, *limits, *publish, *env, spec.image, *spec.command]
 
 
 def start(spec: Spec) -> Container:
@@ -128,14 +114,14 @@ def get_status(port: int, path: str, timeout: float = 2.0) -> int | None:
         conn.close()
 
 
-def wait_for_200(container: Container, path: str, timeout: float, interval: float = 0.005) -> float:
-    """Seconds until GET `path` first answers 200; the container's log in the error if it never does."""
+def wait_for_200(container: Container, path: str, timeout: float, interval: float = 0.005) -> None:
+    """Returns once GET `path` answers 200; the error carries the container's log if it never does."""
     began = time.perf_counter()
     deadline = began + timeout
     checked = began
     while time.perf_counter() < deadline:
         if get_status(container.host_port, path) == 200:
-            return time.perf_counter() - began
+            return
         if time.perf_counter() - checked > 1:  # a server that exited will never answer
             checked = time.perf_counter()
             if docker("inspect", "-f", "{{.State.Running}}", container.id) != "true":
@@ -144,11 +130,6 @@ def wait_for_200(container: Container, path: str, timeout: float, interval: floa
                 )
         time.sleep(interval)
     raise TimeoutError(f"{path} never answered 200 within {timeout:.0f} s; log:\n{container.logs()[-3000:]}")
-
-
-def wait_all(containers: Sequence[Container], path: str, timeout: float) -> None:
-    for container in containers:
-        wait_for_200(container, path, timeout)
 
 
 def load_cpus_available() -> bool:

@@ -18,23 +18,12 @@ WSGI_THREADS = 10
 BIND = f"0.0.0.0:{PORT}"
 
 # The production preset, spelled by hand (entrypoint/src/djserve/presets.toml).
-UVICORN_PRODUCTION = (
-    "--host",
-    "0.0.0.0",
-    "--port",
-    str(PORT),
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--no-access-log",
-    "--lifespan",
-    "off",
-    "--no-server-header",
-    "--timeout-graceful-shutdown",
-    "20",
+UVICORN_PRODUCTION = tuple(
+    f"--host 0.0.0.0 --port {PORT} --loop uvloop --http httptools --no-access-log --lifespan off "
+    "--no-server-header --timeout-graceful-shutdown 20".split()
 )
-GRANIAN = ("granian", "--host", "0.0.0.0", "--port", str(PORT), "--workers", "1", "--http", "1")
+GRANIAN = tuple(f"granian --host 0.0.0.0 --port {PORT} --workers 1 --http 1".split())
+GUNICORN = ("gunicorn", "--bind", BIND, "--workers", "1")
 
 
 def uvicorn_command(*extra: str, workers: int = 1) -> tuple[str, ...]:
@@ -63,31 +52,9 @@ SERVERS = (
     _asgi("djserve"),
     _asgi("uvicorn", *uvicorn_command()),
     # What tiangolo's uvicorn-gunicorn images run.
-    _asgi(
-        "gunicorn+uvicorn-worker",
-        "gunicorn",
-        ASGI_APP,
-        "--bind",
-        BIND,
-        "--workers",
-        "1",
-        "--worker-class",
-        "uvicorn_worker.UvicornWorker",
-    ),
+    _asgi("gunicorn+uvicorn-worker", *GUNICORN, "--worker-class", "uvicorn_worker.UvicornWorker", ASGI_APP),
     _asgi("granian-asgi", *GRANIAN, "--interface", "asginl", "--loop", "uvloop", ASGI_APP),
     _wsgi("djserve-wsgi", env={"DJSERVE_INTERFACE": "wsgi"}),
-    _wsgi(
-        "gunicorn-gthread",
-        "gunicorn",
-        WSGI_APP,
-        "--bind",
-        BIND,
-        "--workers",
-        "1",
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(WSGI_THREADS),
-    ),
+    _wsgi("gunicorn-gthread", *GUNICORN, "--worker-class", "gthread", "--threads", str(WSGI_THREADS), WSGI_APP),
     _wsgi("granian-wsgi", *GRANIAN, "--interface", "wsgi", "--blocking-threads", str(WSGI_THREADS), WSGI_APP),
 )

@@ -18,7 +18,6 @@ ERRORS = ("connect", "read", "write", "status", "timeout")
 class Load:
     requests: int
     seconds: float
-    p50_ms: float
     p99_ms: float
     max_ms: float
     errors: dict[str, int]
@@ -34,20 +33,9 @@ class Load:
 
 
 def run(container: Container, path: str, seconds: int, connections: int) -> Load:
-    command = [
-        *container.load_prefix(),
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "-H",
-        "Host: localhost",
-        "-s",
-        str(SCRIPT),
-        f"http://127.0.0.1:{PORT}{path}",
-    ]
+    options = (f"-c{connections}", f"-d{seconds}s", "-t1", "--timeout", "5s", "-s", str(SCRIPT))
+    url = f"http://127.0.0.1:{PORT}{path}"
+    command = [*container.load_prefix(), "wrk", *options, "-H", "Host: localhost", url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith(MARKER)), None)
     if done.returncode != 0 or line is None:
@@ -56,7 +44,6 @@ def run(container: Container, path: str, seconds: int, connections: int) -> Load
     return Load(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
-        p50_ms=raw["p50_us"] / 1e3,
         p99_ms=raw["p99_us"] / 1e3,
         max_ms=raw["max_us"] / 1e3,
         errors={name: raw[name] for name in ERRORS},

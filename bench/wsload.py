@@ -17,21 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _client(prefix: list[str], sockets: int, batch: int, rate: float, seconds: float) -> subprocess.Popen[str]:
-    command = [
-        *prefix,
-        sys.executable,
-        "-m",
-        "bench.wsclient",
-        f"ws://127.0.0.1:{PORT}/ws/echo/",
-        "--sockets",
-        str(sockets),
-        "--batch",
-        str(batch),
-        "--rate",
-        str(rate),
-        "--seconds",
-        str(seconds),
-    ]
+    load = (f"--sockets={sockets}", f"--batch={batch}", f"--rate={rate}", f"--seconds={seconds}")
+    command = [*prefix, sys.executable, "-m", "bench.wsclient", f"ws://127.0.0.1:{PORT}/ws/echo/", *load]
     return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
