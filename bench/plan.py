@@ -23,7 +23,7 @@ class Plan:
     # UVICORN_LIMIT_MAX_REQUESTS_JITTER, or None for the preset's (up to 1000 more requests a worker)
     recycle_jitter: int | None
     recycle_seconds: int
-    recycle_healthcheck_1s: bool  # also run recycling with uvicorn's healthcheck timeout at 1 s
+    recycle_compare: bool  # also recycle with uvicorn's healthcheck timeout at 1 s, and bare uvicorn
     ready_timeout: float = 60.0
 
 
@@ -43,7 +43,7 @@ FULL = Plan(
     recycle_max_requests=1000,
     recycle_jitter=None,
     recycle_seconds=30,
-    recycle_healthcheck_1s=True,
+    recycle_compare=True,
 )
 
 SMOKE = Plan(
@@ -62,5 +62,5 @@ SMOKE = Plan(
     recycle_max_requests=100,
     recycle_jitter=0,  # so that a slow machine still recycles within the smoke run's few seconds
     recycle_seconds=5,
-    recycle_healthcheck_1s=False,
+    recycle_compare=False,
 )

@@ -1,8 +1,8 @@
-"""Failed requests while `limit-max-requests` recycles workers under continuous load.
+"""Failed requests while `limit-max-requests` recycles two workers under continuous load.
 
-The preset as a user gets it, and (full run) the same with uvicorn's worker healthcheck timeout at
-1 s instead of 5 s: the supervisor notices an exited worker only when a healthcheck ping to it
-times out, and serves no one else meanwhile (see findings.md).
+Scenarios: the preset as a user gets it; in the full run also the same with uvicorn's worker
+healthcheck timeout at 1 s instead of 5 s (the supervisor notices an exited worker only when a
+healthcheck ping to it times out, see findings.md), and a bare uvicorn command with the same flags.
 """
 
 from __future__ import annotations
@@ -13,18 +13,28 @@ from typing import Any
 from bench import wrk
 from bench.containers import Spec, running, wait_for_200
 from bench.plan import Plan
+from bench.servers import PRESET_JITTER, uvicorn_command
 
 IMAGE = "djserve-demo:production"
 PATH = "/async"
 RECYCLED = re.compile(r"Maximum request limit of \d+ exceeded")
-HEALTHCHECK_1S = {"UVICORN_TIMEOUT_WORKER_HEALTHCHECK": "1"}
 
 
-def scenario(plan: Plan, extra_env: dict[str, str]) -> dict[str, Any]:
-    env = {"UVICORN_WORKERS": "2", "UVICORN_LIMIT_MAX_REQUESTS": str(plan.recycle_max_requests), **extra_env}
+def scenarios(plan: Plan) -> dict[str, Spec]:
+    env = {"UVICORN_WORKERS": "2", "UVICORN_LIMIT_MAX_REQUESTS": str(plan.recycle_max_requests)}
     if plan.recycle_jitter is not None:
         env["UVICORN_LIMIT_MAX_REQUESTS_JITTER"] = str(plan.recycle_jitter)
-    with running(Spec(IMAGE, (), env)) as (container,):
+    found = {"preset": Spec(IMAGE, (), env)}
+    if plan.recycle_compare:
+        found["healthcheck_1s"] = Spec(IMAGE, (), {**env, "UVICORN_TIMEOUT_WORKER_HEALTHCHECK": "1"})
+        jitter = PRESET_JITTER if plan.recycle_jitter is None else plan.recycle_jitter
+        limits = ("--limit-max-requests", str(plan.recycle_max_requests), "--limit-max-requests-jitter", str(jitter))
+        found["bare_uvicorn"] = Spec(IMAGE, uvicorn_command(*limits, workers=2))
+    return found
+
+
+def scenario(plan: Plan, spec: Spec) -> dict[str, Any]:
+    with running(spec) as (container,):
         wait_for_200(container, PATH, plan.ready_timeout)
         load = wrk.run(container, PATH, plan.recycle_seconds, plan.connections)
         recycles = len(RECYCLED.findall(container.logs()))
@@ -32,7 +42,8 @@ def scenario(plan: Plan, extra_env: dict[str, str]) -> dict[str, Any]:
         raise RuntimeError(f"no worker recycled in {load.requests} requests; raise the load or lower the limit")
     return {
         "image": IMAGE,
-        "env": env,
+        "env": dict(spec.env),
+        "command": " ".join(spec.command) or None,
         "path": PATH,
         "requests": load.requests,
         "rps": round(load.rps, 1),
@@ -45,7 +56,4 @@ def scenario(plan: Plan, extra_env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(plan: Plan) -> dict[str, Any]:
-    found = {"preset": scenario(plan, {})}
-    if plan.recycle_healthcheck_1s:
-        found["healthcheck_1s"] = scenario(plan, HEALTHCHECK_1S)
-    return found
+    return {name: scenario(plan, spec) for name, spec in scenarios(plan).items()}

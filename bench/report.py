@@ -103,7 +103,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     ws = r["websocket"]
-    recycled = r["recycle"]
     parts = [
         "# Benchmark results",
         f"Written by `make bench` ({r['plan']} run). Machine: {m['nproc']} CPUs ({m['cpu_model']}), "
@@ -155,12 +154,22 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ws['echo_p50_ms']:.1f} ms, p99 {ws['echo_p99_ms']:.1f} ms, {ws['echo_errors']} errors. Memory: "
         f"{ws['rss_before_mb']} MB before, {ws['rss_held_mb']} MB holding them: {ws['kb_per_socket']} kB "
         "per socket (the client offers permessage-deflate, as browsers do).",
+        *_recycling(r),
+    ]
+    if FINDINGS.exists():
+        parts.append(FINDINGS.read_text().strip())
+    return "\n\n".join(parts) + "\n"
+
+
+def _recycling(r: dict[str, Any]) -> list[str]:
+    recycled = r["recycle"]
+    preset = recycled["preset"]
+    jitter = "" if r["params"]["recycle_jitter"] is not None else " (the preset adds a jitter of up to 1000)"
+    parts = [
         "## Worker recycling",
-        f"`{recycled['preset']['image']}` with {_env(recycled['preset']['env'])}"
-        + ("" if r["params"]["recycle_jitter"] is not None else " (the preset adds a jitter of up to 1000)")
-        + f", wrk on `{recycled['preset']['path']}` with {r['params']['connections']} "
-        f"connections for {r['params']['recycle_seconds']:g} s. Failed = socket errors, timeouts (5 s) "
-        "and non-2xx/3xx answers.",
+        f"`{preset['image']}` with {_env(preset['env'])}{jitter}, wrk on `{preset['path']}` with "
+        f"{r['params']['connections']} connections for {r['params']['recycle_seconds']:g} s. Failed = socket "
+        "errors, timeouts (5 s) and non-2xx/3xx answers.",
         _table(
             ["scenario", "requests", "recycles", "failed", "errors", "p99 ms", "max ms"],
             [
@@ -169,9 +178,13 @@ def markdown(r: dict[str, Any]) -> str:
             ],
         ),
     ]
-    if FINDINGS.exists():
-        parts.append(FINDINGS.read_text().strip())
-    return "\n\n".join(parts) + "\n"
+    if "bare_uvicorn" in recycled:
+        parts.append(
+            "`preset` runs the image's own command with the environment above; `healthcheck_1s` adds "
+            f"`UVICORN_TIMEOUT_WORKER_HEALTHCHECK=1`; `bare_uvicorn` runs `{recycled['bare_uvicorn']['command']}` "
+            "in the same image."
+        )
+    return parts
 
 
 def _join(values: list[float]) -> str:

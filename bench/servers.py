@@ -22,6 +22,8 @@ UVICORN_PRODUCTION = tuple(
     f"--host 0.0.0.0 --port {PORT} --loop uvloop --http httptools --no-access-log --lifespan off "
     "--no-server-header --timeout-graceful-shutdown 20".split()
 )
+# The preset's limit-max-requests-jitter, which bare uvicorn needs spelled out to recycle alike.
+PRESET_JITTER = 1000
 GRANIAN = tuple(f"granian --host 0.0.0.0 --port {PORT} --workers 1 --http 1".split())
 GUNICORN = ("gunicorn", "--bind", BIND, "--workers", "1")
 
