@@ -1,10 +1,13 @@
 """Graceful shutdown that does not drop requests already on their way.
 
-uvicorn's ``Server.shutdown`` closes every connection that has no request cycle yet. A connection a
-worker accepted just before it stopped listening, whose request bytes are still in flight, is closed
-unanswered: when ``limit-max-requests`` recycles a worker under load, a few clients get "connection
-closed without response" for requests they sent correctly. Stopping to listen first, then giving such
-connections a moment to deliver their request, lets the normal graceful path answer them.
+uvicorn's ``Server.shutdown`` closes every connection that is not in the middle of a request at that
+instant. A connection a worker accepted just before it stopped listening, or a keep-alive connection
+whose next request is still in flight, is closed unanswered: when ``limit-max-requests`` recycles a
+worker under load, clients get "connection closed without response" for requests they sent correctly.
+
+So djserve first stops listening, then for a short while lets idle connections deliver what they
+send, answering each request in progress with ``Connection: close`` (uvicorn's own per-connection
+shutdown), and only then hands over to uvicorn's shutdown.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from uvicorn.server import Server
 DRAIN_SECONDS = 0.5
 
 
-def _unread(connection: Any) -> bool:
-    # HTTP protocols have a `cycle` once a request has begun; WebSocket protocols have none at all.
-    return hasattr(connection, "cycle") and connection.cycle is None
+def _idle(connection: Any) -> bool:
+    """Whether an HTTP connection has no request in progress; answers each one it has with close."""
+    cycle = connection.cycle
+    if cycle is None or cycle.response_complete:
+        return True
+    connection.shutdown()  # uvicorn's: finish this response, then close the connection
+    return False
 
 
 def install() -> None:
@@ -34,7 +41,11 @@ def install() -> None:
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < deadline and any(_unread(c) for c in self.server_state.connections):
+        while time.monotonic() < deadline:
+            # WebSocket protocols have no `cycle`; uvicorn's shutdown closes them as usual.
+            http = [c for c in self.server_state.connections if hasattr(c, "cycle")]
+            if not any([_idle(c) for c in http]):
+                break
             await asyncio.sleep(0.01)
         await original(self, sockets)
 
