@@ -22,9 +22,9 @@ $(VENV)/.installed: requirements/*.txt entrypoint/pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e entrypoint
 	touch $@
 
-lint: venv ## ruff and mypy --strict on the entrypoint package and tests.
-	ruff check entrypoint tests bench
-	ruff format --check entrypoint
+lint: venv ## ruff on all Python, and mypy --strict on the entrypoint package.
+	ruff check entrypoint tests bench python docker
+	ruff format --check entrypoint tests/unit
 	cd entrypoint && mypy src
 
 unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
