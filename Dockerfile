@@ -24,11 +24,15 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=bind,source=requirements/image.lock,target=/tmp/image.lock \
     --mount=type=bind,source=wheels,target=/wheels \
     pip-install.sh /opt/venv/bin/pip -r /tmp/image.lock
-# setuptools comes from the lock, so djserve builds without fetching a build backend. The source is
-# bound read-write because the build writes its metadata next to it; nothing of that is kept.
+# setuptools comes from the lock, so djserve builds without fetching a build backend; it is removed
+# once djserve is built. The source is bound read-write because the build writes its metadata next to
+# it; nothing of that is kept. Bytecode is compiled for everything that runs in the container, not for
+# pip, which only runs while a user's image is built.
 RUN --mount=type=bind,source=entrypoint,target=/tmp/entrypoint,rw \
     /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation --no-index /tmp/entrypoint \
-    && /opt/venv/bin/python -m compileall -q /opt/venv
+    && /opt/venv/bin/pip uninstall -q -y setuptools \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && /opt/venv/bin/python -m compileall -q -x '/site-packages/pip/' /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG PYTHON_IMAGE
