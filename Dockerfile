@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 RUN --mount=type=bind,source=entrypoint,target=/tmp/entrypoint,rw \
     /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation --no-index /tmp/entrypoint \
     && /opt/venv/bin/pip uninstall -q -y setuptools \
-    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && find /opt/venv/lib/python3*/site-packages/pip -name __pycache__ -prune -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q -x '/site-packages/pip/' /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime

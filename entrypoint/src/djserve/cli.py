@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from djserve import command, prestart
+from djserve.options import SETTINGS
 from djserve.settings import Settings, load_app, resolve
 
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -51,8 +52,6 @@ def serve(args: Sequence[str]) -> None:
 
 
 def _shown(name: str, value: Any) -> Any:
-    from djserve.options import SETTINGS
-
     if SETTINGS[name].secret and value is not None:
         return command.REDACTED
     return list(value) if isinstance(value, tuple) else value

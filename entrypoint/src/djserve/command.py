@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from djserve.options import SETTINGS
+from djserve.options import SETTINGS, cli_default
 from djserve.probes import FACTORY
 from djserve.serving import handoff, uvicorn_options
 from djserve.settings import Settings
@@ -15,13 +15,6 @@ from djserve.settings import Settings
 REDACTED = "<redacted>"
 # uvicorn reads these from the environment when they are not given, so they are always spelled out.
 ALWAYS = frozenset({"workers", "forwarded_allow_ips"})
-
-
-def _uvicorn_default(name: str) -> Any:
-    default = SETTINGS[name].param.default
-    if type(default).__name__ == "Sentinel":
-        return () if SETTINGS[name].multiple else None
-    return default
 
 
 def _flags(name: str, value: Any) -> list[str]:
@@ -44,7 +37,7 @@ def render(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
     for name, value in uvicorn_options(settings).items():
         # An UVICORN_* variable left in the environment would otherwise win over a default.
         given = f"UVICORN_{name.upper()}" in environ
-        if value != _uvicorn_default(name) or name in ALWAYS or given:
+        if value != cli_default(SETTINGS[name].param) or name in ALWAYS or given:
             args += _flags(name, value)
     env = [f"{var}={shlex.quote(value)}" for var, value in handoff(settings).items()]
     return " ".join([*env, shlex.join(["uvicorn", *args, FACTORY])])

@@ -151,14 +151,16 @@ class Setting:
         return self.param.type.convert(value, self.param, None)
 
 
-def _default(param: click.Parameter) -> Any:
-    name = param.name or ""
-    if name in CONTAINER_DEFAULTS:
-        return CONTAINER_DEFAULTS[name]
+def cli_default(param: click.Parameter) -> Any:
+    """The default of uvicorn's own CLI, with click's "unset" marker as None (or () for lists)."""
     default = param.default
     if default is None or type(default).__name__ == "Sentinel":
         return () if getattr(param, "multiple", False) else None
     return default
+
+
+def _default(param: click.Parameter) -> Any:
+    return CONTAINER_DEFAULTS.get(str(param.name), cli_default(param))
 
 
 def _build() -> dict[str, Setting]:

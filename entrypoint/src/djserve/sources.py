@@ -56,11 +56,11 @@ class Layer:
         return self
 
 
-def from_table(table: Mapping[str, Any], *, source: str, origin: str, skip: Sequence[str] = ()) -> Layer:
+def from_table(table: Mapping[str, Any], *, source: str, origin: str) -> Layer:
     """The mounted file's shape (also the presets'): kit settings on top, uvicorn flags under [uvicorn]."""
     layer = Layer()
     groups: list[tuple[Group, str, Mapping[str, Any]]] = [
-        ("kit", "", {k: v for k, v in table.items() if k != "uvicorn" and k not in skip})
+        ("kit", "", {k: v for k, v in table.items() if k != "uvicorn"})
     ]
     uvicorn_table = table.get("uvicorn", {})
     if not isinstance(uvicorn_table, Mapping):

@@ -38,7 +38,7 @@ def check(settings: Settings) -> list[Problem]:
     def problem(name: str, message: str) -> None:
         problems.append(Problem(settings.where(name), message))
 
-    if settings["reload"] and (settings["workers"] or 1) > 1:
+    if settings["reload"] and settings["workers"] > 1:
         problem("reload", f"reload cannot run {settings['workers']} workers ({settings.where('workers')})")
     if settings["interface"] == "wsgi" and settings["preset"] == "websocket":
         problem(
