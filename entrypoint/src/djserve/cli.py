@@ -1,6 +1,7 @@
 """``djserve``: serve, config, check, command; any other command is exec'd unchanged.
 
-Like the official images' entrypoints, ``docker run IMAGE python manage.py migrate`` runs exactly that.
+Like the official images' entrypoints, ``docker run IMAGE python manage.py migrate`` runs exactly that,
+and pays for no import of uvicorn or Django first: the commands import what they need themselves.
 """
 
 from __future__ import annotations
@@ -9,19 +10,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-
-from djserve import command, prestart
-from djserve.options import SETTINGS
-from djserve.settings import Settings, load_app, resolve
+if TYPE_CHECKING:
+    from djserve.settings import Settings
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 
 def _settings(args: Sequence[str], *, with_app: bool) -> Settings:
     """Resolved settings, or exit 78 listing every problem."""
+    import click
+
+    from djserve.settings import load_app, resolve
+
     try:
         settings = resolve(args, os.environ)
     except click.exceptions.Exit as done:  # --help
@@ -36,7 +38,7 @@ def _settings(args: Sequence[str], *, with_app: bool) -> Settings:
 
 
 def serve(args: Sequence[str]) -> None:
-    from djserve import logs, serving
+    from djserve import logs, prestart, serving
 
     settings = _settings(args, with_app=True)
     logs.configure(settings["log_format"])
@@ -52,8 +54,11 @@ def serve(args: Sequence[str]) -> None:
 
 
 def _shown(name: str, value: Any) -> Any:
+    from djserve.command import REDACTED
+    from djserve.options import SETTINGS
+
     if SETTINGS[name].secret and value is not None:
-        return command.REDACTED
+        return REDACTED
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -75,7 +80,9 @@ def check(args: Sequence[str]) -> None:
 
 
 def print_command(args: Sequence[str]) -> None:
-    print(command.render(_settings(args, with_app=False)))
+    from djserve.command import render
+
+    print(render(_settings(args, with_app=False)))
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
