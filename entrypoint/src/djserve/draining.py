@@ -5,30 +5,23 @@ instant. A connection a worker accepted just before it stopped listening, or a k
 whose next request is still in flight, is closed unanswered: when ``limit-max-requests`` recycles a
 worker under load, clients get "connection closed without response" for requests they sent correctly.
 
-So djserve first stops listening, then for a short while lets idle connections deliver what they
-send, answering each request in progress with ``Connection: close`` (uvicorn's own per-connection
-shutdown), and only then hands over to uvicorn's shutdown.
+So a stopping worker first stops listening and marks itself as draining: from then on every response
+carries ``Connection: close`` (see ``djserve.probes``), which tells keep-alive clients to reconnect,
+to a worker that is not stopping. Connections get a short while to deliver a request and be answered
+that way; only then does uvicorn's own shutdown take over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
-from typing import Any
 
 from uvicorn.server import Server
 
 DRAIN_SECONDS = 0.5
-
-
-def _idle(connection: Any) -> bool:
-    """Whether an HTTP connection has no request in progress; answers each one it has with close."""
-    cycle = connection.cycle
-    if cycle is None or cycle.response_complete:
-        return True
-    connection.shutdown()  # uvicorn's: finish this response, then close the connection
-    return False
+DRAINING = threading.Event()
 
 
 def install() -> None:
@@ -38,14 +31,16 @@ def install() -> None:
         return
 
     async def shutdown(self: Server, sockets: list[socket.socket] | None = None) -> None:
+        DRAINING.set()
         for server in self.servers:
             server.close()
+        # WebSocket protocols have no `cycle`; uvicorn's shutdown closes them as usual.
+        http = [c for c in self.server_state.connections if hasattr(c, "cycle")]
+        for connection in http:
+            if connection.cycle is not None and not connection.cycle.response_complete:
+                connection.shutdown()  # uvicorn's: finish this response with Connection: close
         deadline = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < deadline:
-            # WebSocket protocols have no `cycle`; uvicorn's shutdown closes them as usual.
-            http = [c for c in self.server_state.connections if hasattr(c, "cycle")]
-            if not any([_idle(c) for c in http]):
-                break
+        while time.monotonic() < deadline and any(c in self.server_state.connections for c in http):
             await asyncio.sleep(0.01)
         await original(self, sockets)
 

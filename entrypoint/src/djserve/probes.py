@@ -35,6 +35,17 @@ HANDOFF = (
 HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
 
 
+def _closing(send: Send) -> Send:
+    """A stopping worker asks keep-alive clients to reconnect elsewhere: see ``djserve.draining``."""
+
+    async def closing_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return closing_send
+
+
 def _django_ready() -> bool:
     apps = sys.modules.get("django.apps")
     return apps is None or bool(apps.apps.ready)
@@ -49,12 +60,21 @@ class Probes:
         self.ready_path = ready_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path") if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if draining.DRAINING.is_set():
+            send = _closing(send)
+        path = scope["path"]
         if path == self.health_path:
             await self._answer(send, 200, b"ok\n")
         elif path == self.ready_path:
-            ready = _django_ready()
-            await self._answer(send, 200 if ready else 503, b"ready\n" if ready else b"loading\n")
+            if draining.DRAINING.is_set():
+                await self._answer(send, 503, b"stopping\n")
+            elif _django_ready():
+                await self._answer(send, 200, b"ready\n")
+            else:
+                await self._answer(send, 503, b"loading\n")
         else:
             await self.app(scope, receive, send)
 
