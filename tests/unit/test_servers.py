@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
@@ -180,3 +181,23 @@ def test_printed_command_starts_the_same_server(site: Path) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate(timeout=20)
     assert shlex.split(line)[0].startswith("DJSERVE_APP=")
+
+
+def test_a_stopping_worker_closes_keep_alive_connections_cleanly(serve: Any) -> None:
+    """Requests on open keep-alive connections are answered, with close, while the worker drains."""
+    server = serve()
+    health, ready = (http.client.HTTPConnection("127.0.0.1", server.port, timeout=5) for _ in range(2))
+    for connection, path in ((health, "/-/health"), (ready, "/-/ready")):
+        connection.request("GET", path)
+        response = connection.getresponse()
+        assert (response.status, response.getheader("connection")) == (200, None)
+        response.read()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # uvicorn notices the signal within 0.1 s; djserve then drains for 0.5 s
+    health.request("GET", "/-/health")
+    response = health.getresponse()
+    assert (response.status, response.getheader("connection")) == (200, "close")
+    ready.request("GET", "/-/ready")
+    response = ready.getresponse()
+    assert (response.status, response.read()) == (503, b"stopping\n")
+    assert server.process.wait(timeout=10) == 0
