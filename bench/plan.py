@@ -29,10 +29,10 @@ class Plan:
 
 FULL = Plan(
     name="full",
-    startup_reps=5,
+    startup_reps=7,
     startup_presets=("production", "proxy", "websocket"),
-    rounds=3,
-    seconds=10,
+    rounds=10,  # many short rounds: a burst of other work on the machine spoils few of them
+    seconds=3,
     warmup_seconds=3,
     connections=32,
     rss_load_seconds=5,

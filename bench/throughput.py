@@ -1,7 +1,8 @@
 """Requests a second and p99 of every server on every path, interleaved round by round.
 
-All servers run at once, idle but for the one under load, so every round measures each of them
-under the same machine noise; the order rotates each round and the median round is reported.
+All servers run at once, idle but for the one under load. Within a round, servers compared with
+each other run back to back on the same path, so a burst of other work on the machine hits both
+sides of a ratio alike; odd rounds run in reverse order so neither side always goes first.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def measure(plan: Plan) -> tuple[list[dict[str, Any]], dict[str, float]]:
         pairs = list(zip(SERVERS, containers, strict=True))
         for server, container in pairs:
             wait_for_200(container, server.paths[0], plan.ready_timeout)
-        combos = [(s, c, path) for s, c in pairs for path in s.paths]
+        paths = dict.fromkeys(path for server in SERVERS for path in server.paths)
+        combos = [(s, c, path) for path in paths for s, c in pairs if path in s.paths]
         for server, container, path in combos:
             _check(server, path, wrk.run(container, path, plan.warmup_seconds, plan.connections))
         loads: dict[tuple[str, str], list[wrk.Load]] = {(s.name, p): [] for s, _, p in combos}
         for round_no in range(plan.rounds):
-            shift = round_no % len(combos)
-            for server, container, path in combos[shift:] + combos[:shift]:
+            for server, container, path in combos[:: -1 if round_no % 2 else 1]:
                 load = wrk.run(container, path, plan.seconds, plan.connections)
                 _check(server, path, load)
                 loads[server.name, path].append(load)
