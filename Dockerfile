@@ -96,6 +96,9 @@ COPY python/ /app/
 # /data is where staging keeps the SQLite database, in a named volume that takes this ownership.
 RUN python -m compileall -q /app \
     && install -d -o 10001 -g 0 -m 2775 /data
-ENV DJANGO_SETTINGS_MODULE=demo.settings
+# The demo signs nothing that must outlive a process, so it may start with a random key per process
+# (python/README.md); a real project reads DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE instead.
+ENV DJANGO_SETTINGS_MODULE=demo.settings \
+    DJANGO_EPHEMERAL_SECRET_KEY=1
 LABEL org.opencontainers.image.title="djserve demo (${VARIANT})"
 USER 10001:0
