@@ -50,11 +50,6 @@ class Layer:
     values: list[Value] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def __iadd__(self, other: Layer) -> Layer:
-        self.values += other.values
-        self.problems += other.problems
-        return self
-
 
 def from_table(table: Mapping[str, Any], *, source: str, origin: str) -> Layer:
     """The mounted file's shape (also the presets'): kit settings on top, uvicorn flags under [uvicorn]."""
