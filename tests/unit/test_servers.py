@@ -23,7 +23,7 @@ EVIL = {"Host": "attacker.example"}
 
 @pytest.mark.parametrize("interface", ["asgi", "wsgi"])
 def test_both_interfaces_serve_django_and_probes(serve: Any, interface: str) -> None:
-    server = serve(DJSERVE_INTERFACE=interface, DJSERVE_WSGI_THREADS="4")
+    server = serve(DJSERVE_INTERFACE=interface, DJSERVE_THREADS="4")
     status, body = get(server.url("/"))
     assert status == 200 and b"Django" in body
     # Django refuses a host it does not know; the probes never reach Django.

@@ -85,11 +85,31 @@ class HostPorts(click.ParamType[tuple[tuple[str, int], ...], Any]):
 def _kit_params() -> list[click.Parameter]:
     return [
         click.Option(["--preset"], type=click.Choice(PRESETS), default="default", help="Preset to start from."),
-        click.Option(["--interface"], type=click.Choice(["asgi", "wsgi"]), default="asgi", help="Django entry point."),
+        click.Option(
+            ["--interface"], type=click.Choice(["asgi", "wsgi", "hybrid"]), default="asgi", help="Django entry point."
+        ),
         click.Option(["--process"], default="web", help="The PRODUCTION_PROCESSES key to read."),
         click.Option(["--health-path"], default="/-/health", help="Liveness path, answered outside Django."),
         click.Option(["--ready-path"], default="/-/ready", help="Readiness path: 200 once Django is loaded."),
-        click.Option(["--wsgi-threads"], type=Integer(min=1), help="Thread pool size in WSGI mode."),
+        click.Option(
+            ["--threads"],
+            type=Integer(min=1),
+            default=8,
+            help="Threads per worker that run Django's sync code; also its DB connections per worker.",
+        ),
+        click.Option(
+            ["--header-timeout"],
+            type=click.FloatRange(min=0, min_open=True),
+            default=10.0,
+            help="Seconds a connection has to deliver a complete request head.",
+        ),
+        click.Option(["--max-header-bytes"], type=Integer(min=1), default=65536, help="Largest request head."),
+        click.Option(["--max-headers"], type=Integer(min=1), default=100, help="Most header fields in a request."),
+        click.Option(["--max-body-bytes"], type=Integer(min=0), default=104857600, help="Largest request body."),
+        click.Option(["--ws-max-connections"], type=Integer(min=1), default=1000, help="Open WebSockets per worker."),
+        click.Option(["--serve-static/--no-serve-static"], default=False, help="Serve STATIC_ROOT at STATIC_URL."),
+        click.Option(["--metrics/--no-metrics"], default=True, help="Prometheus metrics at metrics_path."),
+        click.Option(["--metrics-path"], default="/-/metrics", help="Prometheus metrics, answered outside Django."),
         click.Option(["--log-format"], type=click.Choice(["text", "json"]), default="text"),
         click.Option(["--wait-for"], type=HostPorts(), default=(), help="host:port,... to wait for."),
         click.Option(["--wait-timeout"], type=click.FloatRange(min=0), default=30.0, help="Seconds."),

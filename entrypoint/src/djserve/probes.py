@@ -28,7 +28,7 @@ HANDOFF = (
     ("DJSERVE_PRESET", "preset"),
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
-    ("DJSERVE_WSGI_THREADS", "wsgi_threads"),
+    ("DJSERVE_THREADS", "threads"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
     ("UVICORN_FACTORY", "factory"),
 )
@@ -96,6 +96,5 @@ def create(environ: Mapping[str, str] = os.environ) -> Probes:
     if interface == "wsgi":
         from a2wsgi import WSGIMiddleware
 
-        threads = environ.get("DJSERVE_WSGI_THREADS")
-        app = WSGIMiddleware(app, **({"workers": int(threads)} if threads else {}))
+        app = WSGIMiddleware(app, workers=int(environ["DJSERVE_THREADS"]))
     return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
