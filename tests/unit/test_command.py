@@ -70,4 +70,4 @@ def test_rendered_command_is_accepted_by_uvicorn(environ: dict[str, str]) -> Non
             got = list(params[name]) if isinstance(params[name], tuple) else params[name]
             assert got == expected or (got is None and expected in (None, ())), name
     assert params["factory"] is True
-    assert params["app"] == "djserve.probes:create"
+    assert params["app"] == "djserve.worker:create"

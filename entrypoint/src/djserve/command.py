@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from djserve.options import SETTINGS, cli_default
-from djserve.probes import FACTORY
 from djserve.serving import handoff, uvicorn_options
 from djserve.settings import Settings
+from djserve.worker import FACTORY
 
 REDACTED = "<redacted>"
 # uvicorn reads these from the environment when they are not given, so they are always spelled out.

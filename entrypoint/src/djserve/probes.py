@@ -1,18 +1,12 @@
-"""The ASGI app uvicorn runs in every worker: health and readiness in front of the user's Django app.
-
-uvicorn starts workers in fresh interpreters, so the resolved settings they need travel in the
-environment under the kit's own variable names. The same names make ``djserve command`` reproducible.
-"""
+"""Health and readiness, answered in front of the user's Django app, outside ALLOWED_HOSTS and middleware."""
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from djserve import draining
-from djserve.discovery import load_app
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,18 +14,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FACTORY = "djserve.probes:create"
-# Resolved settings handed to the workers: (environment variable, setting name).
-HANDOFF = (
-    ("DJSERVE_APP", "app"),
-    ("DJSERVE_INTERFACE", "interface"),
-    ("DJSERVE_PRESET", "preset"),
-    ("DJSERVE_HEALTH_PATH", "health_path"),
-    ("DJSERVE_READY_PATH", "ready_path"),
-    ("DJSERVE_THREADS", "threads"),
-    ("DJSERVE_LOG_FORMAT", "log_format"),
-    ("UVICORN_FACTORY", "factory"),
-)
 HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
 
 
@@ -82,19 +64,3 @@ class Probes:
     async def _answer(send: Send, status: int, body: bytes) -> None:
         await send({"type": "http.response.start", "status": status, "headers": HEADERS})
         await send({"type": "http.response.body", "body": body})
-
-
-def create(environ: Mapping[str, str] = os.environ) -> Probes:
-    """uvicorn's app factory: load the user's app as the parent resolved it."""
-    draining.install()
-    interface = environ["DJSERVE_INTERFACE"]
-    app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
-    if environ.get("DJSERVE_LOG_FORMAT") == "json":
-        from djserve.logs import quiet_django_console
-
-        quiet_django_console()
-    if interface == "wsgi":
-        from a2wsgi import WSGIMiddleware
-
-        app = WSGIMiddleware(app, workers=int(environ["DJSERVE_THREADS"]))
-    return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])

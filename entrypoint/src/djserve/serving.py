@@ -9,15 +9,15 @@ from typing import Any
 
 from djserve.logs import JSON_CONFIG
 from djserve.options import SETTINGS
-from djserve.probes import FACTORY, HANDOFF
 from djserve.settings import Settings
+from djserve.worker import FACTORY, HANDOFF
 
 # Kit concerns that uvicorn receives in another form: the app is wrapped by djserve's factory.
 NOT_PASSED = frozenset({"app", "app_dir", "factory"})
 
 
 def handoff(settings: Settings) -> dict[str, str]:
-    """Environment for the workers; see ``djserve.probes``."""
+    """Environment for the workers; see ``djserve.worker``."""
     env = {}
     for var, name in HANDOFF:
         value = settings[name]
