@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from djserve import draining
 from djserve.discovery import load_app
 from djserve.probes import ASGIApp, Probes
+from djserve.threads import ExecutorPool, PooledThreads
 
 FACTORY = "djserve.worker:create"
 # Resolved settings handed to the workers: (environment variable, setting name).
@@ -33,7 +34,7 @@ def _interface_app(interface: str, app: ASGIApp, environ: Mapping[str, str]) -> 
         from a2wsgi import WSGIMiddleware
 
         return WSGIMiddleware(app, workers=int(environ["DJSERVE_THREADS"]))  # type: ignore[arg-type,return-value]
-    return app
+    return PooledThreads(app, ExecutorPool(int(environ["DJSERVE_THREADS"])))
 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
