@@ -143,7 +143,7 @@ def test_websockets_do_not_take_a_thread_from_http_requests(views: Path, serve: 
             (),
             "DJSERVE_WSGI_THREADS (environment): unknown setting; did you mean 'DJSERVE_THREADS'?",
         ),
-        ({}, ("--wsgi-threads", "8"), "command line: No such option '--wsgi-threads'"),
+        ({}, ("--wsgi-threads", "8"), "command line: No such option '--wsgi-threads'. Did you mean '--threads'?"),
     ],
 )
 def test_bad_threads_exit_78_naming_the_source(
