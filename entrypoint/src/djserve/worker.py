@@ -7,7 +7,8 @@ environment under the kit's own variable names. The same names make ``djserve co
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from djserve import draining
 from djserve.discovery import load_app
@@ -22,17 +23,20 @@ HANDOFF = (
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
     ("DJSERVE_THREADS", "threads"),
+    ("DJSERVE_MAX_BODY_BYTES", "max_body_bytes"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
     ("UVICORN_FACTORY", "factory"),
 )
 
 
-def _interface_app(interface: str, app: ASGIApp, environ: Mapping[str, str]) -> ASGIApp:
+def _interface_app(interface: str, app: Callable[..., Any], environ: Mapping[str, str]) -> ASGIApp:
     """Django's own app, made the ASGI app uvicorn serves for the configured interface."""
     if interface == "wsgi":
-        from a2wsgi import WSGIMiddleware
+        from djserve.threads import ExecutorPool
+        from djserve.wsgi import WSGIBridge
 
-        return WSGIMiddleware(app, workers=int(environ["DJSERVE_THREADS"]))  # type: ignore[arg-type,return-value]
+        pool = ExecutorPool(int(environ["DJSERVE_THREADS"]))
+        return WSGIBridge(app, pool, max_body_bytes=int(environ["DJSERVE_MAX_BODY_BYTES"]))
     return app
 
 
