@@ -48,9 +48,7 @@ def load_settings(module: str) -> tuple[Any, Problem | None]:
     return settings, None
 
 
-def default_app(
-    interface: str, settings: Any, settings_module: str, *, fallback: bool = False
-) -> tuple[str, str, str]:
+def default_app(interface: str, settings: Any, settings_module: str, *, fallback: bool = False) -> tuple[str, str, str]:
     """The app when none is configured: (spec, source, where).
 
     With ``fallback`` (hybrid mode, which needs both apps), a project without the module gets Django's

@@ -37,7 +37,9 @@ def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
     factory = environ.get("UVICORN_FACTORY") == "true"
     max_body_bytes = int(environ["DJSERVE_MAX_BODY_BYTES"])
     if interface == "wsgi":
-        return WSGIBridge(load_app(environ["DJSERVE_APP"], "wsgi", factory=factory), pool, max_body_bytes=max_body_bytes)
+        return WSGIBridge(
+            load_app(environ["DJSERVE_APP"], "wsgi", factory=factory), pool, max_body_bytes=max_body_bytes
+        )
     # In hybrid mode the configured app is the ASGI side: async views and WebSockets.
     asgi = PooledThreads(load_app(environ["DJSERVE_APP"], "asgi", factory=factory), pool)
     if interface == "asgi":
