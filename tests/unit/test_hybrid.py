@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
+
+from test_threads import CHANNELS_ASGI
 
 from conftest import config, djserve, get, sources
 
@@ -223,3 +226,13 @@ def test_a_missing_wsgi_application_setting_is_named(site: Path) -> None:
         "WSGI_APPLICATION (Django settings): WSGI app not found: mysite.wsgi has no attribute 'missing' "
         "(does wsgi.py define missing?)"
     ]
+
+
+def test_websockets_go_to_the_asgi_app(views: Path, serve: Any) -> None:
+    (views / "mysite" / "asgi.py").write_text(CHANNELS_ASGI)
+    server = serve(**HYBRID)
+    with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=5) as socket:
+        socket.send("hello")
+        assert socket.recv(timeout=5) == "hello"
+    assert text(server, "/sync") == "WSGIRequest /sync False"
+    assert text(server, "/async") == "ASGIRequest /async True"
