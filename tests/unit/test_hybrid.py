@@ -33,6 +33,12 @@ def which(request):
 async def which_async(request):
     return which(request)
 
+def meta(request):
+    return HttpResponse(' '.join(sorted(k for k in request.META if not k.startswith('HTTP_'))))
+
+async def meta_async(request):
+    return meta(request)
+
 class AsyncClassView(View):
     async def get(self, request):
         return which(request)
@@ -75,6 +81,8 @@ async def sse(request):
 urlpatterns += [
     path('sync', which),
     path('async', which_async),
+    path('meta', meta),
+    path('meta-async', meta_async),
     path('class', AsyncClassView.as_view()),
     path('decorated', decorated),
     path('loop-async', loop_async),
@@ -115,9 +123,20 @@ def test_sync_views_take_the_wsgi_handler_and_async_views_the_asgi_app(views: Pa
         assert text(server, "/async") == "ASGIRequest /async True"
         assert text(server, "/class") == "ASGIRequest /class True"
         assert text(server, "/decorated") == "ASGIRequest /decorated True"
-    assert get(server.url("/decorated"), timeout=5)[0] == 200
     assert get(server.url("/nowhere"))[0] == 404
     assert get(server.url("/-/ready")) == (200, b"ready\n")
+
+
+def test_a_sync_view_sees_the_wsgi_environ_in_meta(views: Path, serve: Any) -> None:
+    """What the README says differs for a sync view's request.META."""
+    server = serve(**HYBRID)
+    wsgi = set(text(server, "/meta").split())
+    asgi = set(text(server, "/meta-async").split())
+    same = {"REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_METHOD"}
+    assert same <= wsgi & asgi
+    assert {"wsgi.input", "wsgi.errors", "wsgi.url_scheme", "wsgi.version", "SERVER_PROTOCOL"} <= wsgi - asgi
+    assert asgi - wsgi == {"REMOTE_HOST"}
+    assert not any(key.startswith("asgi.") for key in wsgi | asgi)
 
 
 def test_both_paths_honour_the_root_path(views: Path, serve: Any) -> None:
