@@ -283,7 +283,7 @@ def test_a_client_leaving_mid_stream_stops_it_and_closes_the_response(bridged: S
         client.sendall(b"GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert client.recv(1024)
     # Django's request_finished fired (the bridge called close()), and the generator stopped early.
-    assert wait_until(lambda: (markers / "finished").exists())
+    assert wait_until((markers / "finished").exists)
     stopped_at = int((markers / "sent").read_text())
     time.sleep(0.5)
     assert int((markers / "sent").read_text()) == stopped_at < 100
