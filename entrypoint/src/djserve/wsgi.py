@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import IO, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication, WSGIEnvironment
 
@@ -172,6 +172,8 @@ class WSGIBridge:
         self.pool = pool
         self.max_body_bytes = max_body_bytes
         self.spool_bytes = spool_bytes
+        # One sync_to_async per executor, made once: making it per call costs a third of a hand-off.
+        self.handoffs: dict[ThreadPoolExecutor, Callable[..., Awaitable[Any]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -209,13 +211,18 @@ class WSGIBridge:
             async with self.pool.checkout() as executor:
                 await self.respond(Call(send, scope["method"] == "HEAD"), environ, executor, receive)
 
+    async def in_thread(self, executor: ThreadPoolExecutor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn`` run in ``executor``'s thread, which asgiref then knows to belong to this loop."""
+        handoff = self.handoffs.get(executor)
+        if handoff is None:
+            handoff = self.handoffs[executor] = sync_to_async(apply, thread_sensitive=False, executor=executor)
+        result: R = await handoff(fn, *args, **kwargs)
+        return result
+
     async def respond(
         self, call: Call, environ: WSGIEnvironment, executor: ThreadPoolExecutor, receive: Receive
     ) -> None:
-        def thread(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-            return sync_to_async(fn, thread_sensitive=False, executor=executor)
-
-        body = await thread(call.call)(self.app, environ)
+        body = await self.in_thread(executor, call.call, self.app, environ)
         if call.iterator is None:
             await call.send_body(body, more=False)
             return
@@ -223,13 +230,13 @@ class WSGIBridge:
         try:
             while body and not call.head and not disconnected.done():
                 await call.send_body(body, more=True)
-                body = await thread(call.pull)()
+                body = await self.in_thread(executor, call.pull)
             if not disconnected.done():
                 await call.send_body(b"", more=False)
         finally:
             disconnected.cancel()
             if call.iterable is not None:
-                await thread(call.close)()
+                await self.in_thread(executor, call.close)
 
 
 def build_environ(scope: Scope) -> WSGIEnvironment:
@@ -270,6 +277,10 @@ def build_environ(scope: Scope) -> WSGIEnvironment:
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
     return environ
+
+
+def apply(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    return fn(*args, **kwargs)
 
 
 async def too_large(send: Send) -> None:
