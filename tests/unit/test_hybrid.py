@@ -17,8 +17,8 @@ SETTINGS = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
 HYBRID = {"DJSERVE_INTERFACE": "hybrid", "DJSERVE_THREADS": "2"}
 
 VIEWS = """
-import asyncio, time
-from asgiref.sync import async_to_sync
+import asyncio, threading, time
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.conf.urls.i18n import i18n_patterns
 from django.http import HttpResponse, StreamingHttpResponse
@@ -46,6 +46,12 @@ class AsyncClassView(View):
 @require_GET
 async def decorated(request):
     return which(request)
+
+def ident(request):
+    return HttpResponse(str(threading.get_ident()))
+
+async def ident_async(request):
+    return HttpResponse(str(await sync_to_async(threading.get_ident)()))
 
 async def loop_id():
     return str(id(asyncio.get_running_loop()))
@@ -86,6 +92,8 @@ urlpatterns += [
     path('class', AsyncClassView.as_view()),
     path('decorated', decorated),
     path('loop-async', loop_async),
+    path('ident', ident),
+    path('ident-async', ident_async),
     path('loop-sync', loop_sync),
     path('sync-stream', sync_stream),
     path('sse', sse),
@@ -151,6 +159,12 @@ def test_i18n_patterns_route_in_every_language(views: Path, serve: Any) -> None:
     for language in ("en", "fr"):
         assert text(server, f"/{language}/i18n-sync") == f"WSGIRequest /{language}/i18n-sync False"
         assert text(server, f"/{language}/i18n-async") == f"ASGIRequest /{language}/i18n-async True"
+
+
+def test_sync_code_of_both_paths_runs_on_the_same_threads(views: Path, serve: Any) -> None:
+    server = serve(DJSERVE_INTERFACE="hybrid", DJSERVE_THREADS="1")
+    idents = {text(server, path) for path in ("/ident", "/ident-async", "/ident", "/ident-async")}
+    assert len(idents) == 1
 
 
 def test_async_to_sync_in_a_sync_view_runs_on_the_workers_loop(views: Path, serve: Any) -> None:
