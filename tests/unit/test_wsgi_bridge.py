@@ -146,6 +146,10 @@ def application(environ, start_response):
             yield b"never\\n"
         start_response("200 OK", [("Content-Type", "text/plain")])
         return late()
+    if route == "/raw/errors":
+        environ["wsgi.errors"].write("the app complains\\n")
+        start_response("204 No Content", [])
+        return []
     if route == "/raw/error":
         raise RuntimeError("the app failed")
     if route.startswith("/raw/environ/"):
@@ -168,14 +172,18 @@ def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("markers")
 
 
+def add_views(site: Path) -> None:
+    (site / "mysite" / "bridged.py").write_text(VIEWS)
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(settings.read_text().replace("ROOT_URLCONF = 'mysite.urls'", "ROOT_URLCONF = 'mysite.bridged'"))
+
+
 @pytest.fixture(scope="module")
 def bridged(project: Path, tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[Server]:
     """One WSGI-mode server with 2 threads, shared by the tests of this module."""
     site = tmp_path_factory.mktemp("bridged") / "site"
     shutil.copytree(project, site)
-    (site / "mysite" / "bridged.py").write_text(VIEWS)
-    settings = site / "mysite" / "settings.py"
-    settings.write_text(settings.read_text().replace("ROOT_URLCONF = 'mysite.urls'", "ROOT_URLCONF = 'mysite.bridged'"))
+    add_views(site)
     server = start(
         site,
         DJANGO_SETTINGS_MODULE="mysite.settings",
@@ -365,6 +373,20 @@ def test_root_path_becomes_script_name(serve: Any, site: Path) -> None:
     status, body = get(server.url("/admin/login/"))
     assert status == 200
     assert b'action="/prefix/admin/login/"' in body  # Django built its URL from SCRIPT_NAME
+
+
+def test_wsgi_errors_reach_the_log(serve: Any, site: Path, tmp_path: Path) -> None:
+    add_views(site)
+    server = serve(
+        DJSERVE_INTERFACE="wsgi",
+        DJSERVE_APP="mysite.bridged:application",
+        DJSERVE_LOG_FORMAT="json",
+        BRIDGE_MARKERS=str(tmp_path),
+    )
+    assert get(server.url("/raw/errors"))[0] == 204
+    _, err = server.stop()
+    entries = [json.loads(line) for line in err.splitlines()]
+    assert any(e["logger"] == "djserve.wsgi" and e["message"] == "the app complains" for e in entries), err
 
 
 def test_threads_bound_the_threads_that_run_django(bridged: Server) -> None:
