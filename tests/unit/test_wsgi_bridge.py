@@ -82,6 +82,14 @@ def endless(request):
     return StreamingHttpResponse(chunks())
 
 
+def flood(request):
+    def chunks():
+        for n in range(2000):
+            (MARKERS / "flooded").write_text(str(n))
+            yield b"x" * 65536
+    return StreamingHttpResponse(chunks())
+
+
 def broken(request):
     def chunks():
         yield b"partial\\n"
@@ -114,7 +122,7 @@ def loop(request):
 
 
 urlpatterns = [
-    path("echo", echo), path("gated", gated), path("endless", endless), path("broken", broken),
+    path("echo", echo), path("gated", gated), path("endless", endless), path("flood", flood), path("broken", broken),
     path("cookies", cookies), path("download", download), path("thread", thread), path("loop", loop),
 ]
 
@@ -295,6 +303,20 @@ def test_a_client_leaving_mid_stream_stops_it_and_closes_the_response(bridged: S
     stopped_at = int((markers / "sent").read_text())
     time.sleep(0.5)
     assert int((markers / "sent").read_text()) == stopped_at < 100
+
+
+def test_a_client_that_does_not_read_holds_the_stream_back(bridged: Server, markers: Path) -> None:
+    (markers / "finished").unlink(missing_ok=True)
+    with socket.create_connection(("127.0.0.1", bridged.port)) as client:
+        client.sendall(b"GET /flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert wait_until((markers / "flooded").exists)
+        time.sleep(2)
+        # Socket buffers hold a few MB: the generator waits instead of filling memory with 125 MB.
+        held_at = int((markers / "flooded").read_text())
+        assert held_at < 400
+    # Once the client leaves, the stream ends within a chunk and the response is closed.
+    assert wait_until((markers / "finished").exists)
+    assert int((markers / "flooded").read_text()) <= held_at + 1
 
 
 def test_body_above_the_spool_threshold_reaches_django_intact(bridged: Server) -> None:
