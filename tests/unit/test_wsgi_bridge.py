@@ -82,6 +82,14 @@ def endless(request):
     return StreamingHttpResponse(chunks())
 
 
+def flood(request):
+    def chunks():
+        for n in range(2000):
+            (MARKERS / "flooded").write_text(str(n))
+            yield b"x" * 65536
+    return StreamingHttpResponse(chunks())
+
+
 def broken(request):
     def chunks():
         yield b"partial\\n"
@@ -114,7 +122,7 @@ def loop(request):
 
 
 urlpatterns = [
-    path("echo", echo), path("gated", gated), path("endless", endless), path("broken", broken),
+    path("echo", echo), path("gated", gated), path("endless", endless), path("flood", flood), path("broken", broken),
     path("cookies", cookies), path("download", download), path("thread", thread), path("loop", loop),
 ]
 
@@ -146,6 +154,10 @@ def application(environ, start_response):
             yield b"never\\n"
         start_response("200 OK", [("Content-Type", "text/plain")])
         return late()
+    if route == "/raw/errors":
+        environ["wsgi.errors"].write("the app complains\\n")
+        start_response("204 No Content", [])
+        return []
     if route == "/raw/error":
         raise RuntimeError("the app failed")
     if route.startswith("/raw/environ/"):
@@ -168,14 +180,18 @@ def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("markers")
 
 
+def add_views(site: Path) -> None:
+    (site / "mysite" / "bridged.py").write_text(VIEWS)
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(settings.read_text().replace("ROOT_URLCONF = 'mysite.urls'", "ROOT_URLCONF = 'mysite.bridged'"))
+
+
 @pytest.fixture(scope="module")
 def bridged(project: Path, tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[Server]:
     """One WSGI-mode server with 2 threads, shared by the tests of this module."""
     site = tmp_path_factory.mktemp("bridged") / "site"
     shutil.copytree(project, site)
-    (site / "mysite" / "bridged.py").write_text(VIEWS)
-    settings = site / "mysite" / "settings.py"
-    settings.write_text(settings.read_text().replace("ROOT_URLCONF = 'mysite.urls'", "ROOT_URLCONF = 'mysite.bridged'"))
+    add_views(site)
     server = start(
         site,
         DJANGO_SETTINGS_MODULE="mysite.settings",
@@ -289,6 +305,20 @@ def test_a_client_leaving_mid_stream_stops_it_and_closes_the_response(bridged: S
     assert int((markers / "sent").read_text()) == stopped_at < 100
 
 
+def test_a_client_that_does_not_read_holds_the_stream_back(bridged: Server, markers: Path) -> None:
+    (markers / "finished").unlink(missing_ok=True)
+    with socket.create_connection(("127.0.0.1", bridged.port)) as client:
+        client.sendall(b"GET /flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert wait_until((markers / "flooded").exists)
+        time.sleep(2)
+        # Socket buffers hold a few MB: the generator waits instead of filling memory with 125 MB.
+        held_at = int((markers / "flooded").read_text())
+        assert held_at < 400
+    # Once the client leaves, the stream ends within a chunk and the response is closed.
+    assert wait_until((markers / "finished").exists)
+    assert int((markers / "flooded").read_text()) <= held_at + 1
+
+
 def test_body_above_the_spool_threshold_reaches_django_intact(bridged: Server) -> None:
     body = os.urandom(2 * 1024 * 1024)  # above the spool threshold, below Django's DATA_UPLOAD_MAX_MEMORY_SIZE
     response = request(bridged, "POST", "/echo", body)
@@ -365,6 +395,20 @@ def test_root_path_becomes_script_name(serve: Any, site: Path) -> None:
     status, body = get(server.url("/admin/login/"))
     assert status == 200
     assert b'action="/prefix/admin/login/"' in body  # Django built its URL from SCRIPT_NAME
+
+
+def test_wsgi_errors_reach_the_log(serve: Any, site: Path, tmp_path: Path) -> None:
+    add_views(site)
+    server = serve(
+        DJSERVE_INTERFACE="wsgi",
+        DJSERVE_APP="mysite.bridged:application",
+        DJSERVE_LOG_FORMAT="json",
+        BRIDGE_MARKERS=str(tmp_path),
+    )
+    assert get(server.url("/raw/errors"))[0] == 204
+    _, err = server.stop()
+    entries = [json.loads(line) for line in err.splitlines()]
+    assert any(e["logger"] == "djserve.wsgi" and e["message"] == "the app complains" for e in entries), err
 
 
 def test_threads_bound_the_threads_that_run_django(bridged: Server) -> None:

@@ -1,20 +1,16 @@
-"""The WSGI bridge: a PEP 3333 app (Django's WSGI handler) served by uvicorn, one thread hand-off a request.
+"""The WSGI bridge: a PEP 3333 app (Django's WSGI handler) in uvicorn, one thread hand-off a request.
 
-A request's path, and why it is fast (a2wsgi crossed between loop and thread about eight times):
-
-1. In the event loop: the environ is built, and the request body is read into a
-   ``SpooledTemporaryFile`` (in memory up to ``spool_bytes``, then on disk), bounded by
-   ``max_body_bytes``: a larger body gets 413 and the app never runs.
-2. One hand-off, loop to thread, into an executor checked out of the worker's ``ExecutorPool`` and
-   held until the response is complete: the app runs, ``start_response`` records status and headers,
-   and the body is taken. A body held in memory (a list, a tuple, or Django's ``HttpResponse``,
-   whose iterator is a list iterator) is taken whole and the app is closed; otherwise (a generator,
-   a file) only its first non-empty chunk is.
-3. One result, thread to loop: the loop sends the response start and that body.
-4. Only a streamed body goes back to the same thread for each further chunk, one at a time and
-   only after the previous send returned (uvicorn's send waits for the socket to drain, so a slow
-   client holds the stream back). A client that disconnects ends it. ``close()`` is called in that
-   thread too, always, so Django's ``request_finished`` fires.
+a2wsgi crossed between loop and thread about eight times a request. Here, a request:
+1. in the loop: builds the environ and reads the body into a ``SpooledTemporaryFile`` (disk above
+   ``spool_bytes``); a body above ``max_body_bytes`` gets 413 and the app never runs;
+2. checks an executor out of the worker's ``ExecutorPool``, held until the response is complete;
+3. hands off once, loop to thread: the app runs, ``start_response`` records status and headers, and
+   the body is taken, whole if held in memory (a list, a tuple, or Django's ``HttpResponse``, whose
+   iterator is a list iterator; the app is then closed), else its first non-empty chunk;
+4. returns once, thread to loop, which sends the response start and that body;
+5. only for a streamed body (a generator, a file): goes back to the same thread for each further
+   chunk, after the previous send returned (uvicorn's send waits for the socket: backpressure),
+   until it ends or the client leaves. ``close()`` is always called, so ``request_finished`` fires.
 
 The hand-off is asgiref's ``sync_to_async`` with the checked-out executor: it records the worker's loop
 as asgiref's main event loop in the thread, so ``async_to_sync`` in a sync view runs on that loop.
