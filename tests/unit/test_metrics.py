@@ -129,6 +129,6 @@ def test_the_supervisors_directory_starts_empty(site: Path, tmp_path: Path, serv
 
 
 def test_metrics_off_leaves_the_path_to_django(serve: Any) -> None:
-    server = serve("--no-metrics")
+    server = serve("--no-metrics", DJSERVE_METRICS="true")  # the command line wins over the environment
     status, body = get(server.url("/-/metrics"))
     assert status == 404 and b"Page not found" in body

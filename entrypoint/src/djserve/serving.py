@@ -76,6 +76,8 @@ def serve(settings: Settings) -> None:
         static.warn_if_missing()
     if settings["metrics"]:
         metrics.prepare_directory()  # before any worker imports prometheus_client
+    for var, _ in HANDOFF:  # a value the user's environment gave, overridden to off, must not reach workers
+        os.environ.pop(var, None)
     os.environ.update(handoff(settings))
     options = uvicorn_options(settings)
     options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
