@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import os
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Server, get
@@ -98,6 +100,32 @@ def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_pat
         found = samples(server)
         assert found[("djserve_requests_total", frozenset({("method", "GET"), ("status", "200")}))] == len(answered)
         assert found[("djserve_requests_in_flight", frozenset())] == 0  # the dead worker's request is gone
+
+
+ECHO = """
+async def app(scope, receive, send):
+    assert scope["type"] == "websocket"
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.disconnect":
+            return
+"""
+
+
+def test_open_websockets_are_counted_while_open(site: Path, serve: Any) -> None:
+    (site / "echo.py").write_text(ECHO)
+    server = serve("--workers", "2", DJSERVE_APP="echo:app")
+
+    async def hold_two_open() -> None:
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with websockets.connect(url), websockets.connect(url):
+            await asyncio.to_thread(eventually, lambda: value(server, "djserve_websockets_open") == 2)
+
+    asyncio.run(hold_two_open())
+    eventually(lambda: value(server, "djserve_websockets_open") == 0)
+    assert not [name for name, _ in samples(server) if name == "djserve_requests_total"]  # not HTTP requests
 
 
 def test_methods_beyond_the_standard_ones_share_one_label(serve: Any) -> None:
