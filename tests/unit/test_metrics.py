@@ -16,7 +16,7 @@ from typing import Any
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, get
+from conftest import Server, djserve, free_port, get
 
 VIEWS = """
 import os, time
@@ -160,3 +160,13 @@ def test_metrics_off_leaves_the_path_to_django(serve: Any) -> None:
     server = serve("--no-metrics", DJSERVE_METRICS="true")  # the command line wins over the environment
     status, body = get(server.url("/-/metrics"))
     assert status == 404 and b"Page not found" in body
+
+
+def test_an_unwritable_metrics_directory_is_a_configuration_error(site: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PROMETHEUS_MULTIPROC_DIR": str(blocked / "metrics")}
+    result = djserve("serve", "--port", str(free_port()), cwd=site, env=env, timeout=30)
+    assert result.code == 78
+    assert "metrics (default): cannot prepare the metrics directory" in result.err
+    assert "Traceback" not in result.err
