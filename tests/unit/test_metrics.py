@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import os
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, get
+from conftest import Server, djserve, free_port, get
 
 VIEWS = """
 import os, time
@@ -100,6 +102,32 @@ def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_pat
         assert found[("djserve_requests_in_flight", frozenset())] == 0  # the dead worker's request is gone
 
 
+ECHO = """
+async def app(scope, receive, send):
+    assert scope["type"] == "websocket"
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.disconnect":
+            return
+"""
+
+
+def test_open_websockets_are_counted_while_open(site: Path, serve: Any) -> None:
+    (site / "echo.py").write_text(ECHO)
+    server = serve("--workers", "2", DJSERVE_APP="echo:app")
+
+    async def hold_two_open() -> None:
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with websockets.connect(url), websockets.connect(url):
+            await asyncio.to_thread(eventually, lambda: value(server, "djserve_websockets_open") == 2)
+
+    asyncio.run(hold_two_open())
+    eventually(lambda: value(server, "djserve_websockets_open") == 0)
+    assert not [name for name, _ in samples(server) if name == "djserve_requests_total"]  # not HTTP requests
+
+
 def test_methods_beyond_the_standard_ones_share_one_label(serve: Any) -> None:
     server = serve()
     for method in ("PURGE", "MKCOL", "GET"):
@@ -129,6 +157,16 @@ def test_the_supervisors_directory_starts_empty(site: Path, tmp_path: Path, serv
 
 
 def test_metrics_off_leaves_the_path_to_django(serve: Any) -> None:
-    server = serve("--no-metrics")
+    server = serve("--no-metrics", DJSERVE_METRICS="true")  # the command line wins over the environment
     status, body = get(server.url("/-/metrics"))
     assert status == 404 and b"Page not found" in body
+
+
+def test_an_unwritable_metrics_directory_is_a_configuration_error(site: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PROMETHEUS_MULTIPROC_DIR": str(blocked / "metrics")}
+    result = djserve("serve", "--port", str(free_port()), cwd=site, env=env, timeout=30)
+    assert result.code == 78
+    assert "metrics (default): cannot prepare the metrics directory" in result.err
+    assert "Traceback" not in result.err

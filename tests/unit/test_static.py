@@ -55,11 +55,14 @@ def hashed(root: Path, name: str) -> str:
     return str(manifest["paths"][name])
 
 
-def test_hashed_files_are_immutable_and_sent_compressed_to_clients_that_accept_it(collected: Path, serve: Any) -> None:
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_hashed_files_are_immutable_and_sent_compressed_to_clients_that_accept_it(
+    collected: Path, serve: Any, interface: str
+) -> None:
     name = hashed(collected, "admin/css/base.css")
     original = (collected / name).read_bytes()
     assert (collected / f"{name}.gz").exists() and (collected / f"{name}.br").exists()
-    server = serve("--serve-static")
+    server = serve("--serve-static", "--interface", interface)
 
     status, headers, body = fetch(server.port, f"/static/{name}", **{"Accept-Encoding": "gzip, br"})
     assert status == 200

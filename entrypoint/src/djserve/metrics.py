@@ -13,8 +13,10 @@ runs in the supervisor's own process sees the directory too.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ def prepare_directory(environ: Any = os.environ) -> Path:
     else:
         path = Path(tempfile.mkdtemp(prefix="djserve-metrics-"))
         environ[DIRECTORY] = str(path)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)  # the supervisor's exit; workers never run it
     return path
 
 

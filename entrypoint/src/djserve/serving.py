@@ -10,6 +10,7 @@ from typing import Any
 from uvicorn.supervisors import Multiprocess
 
 from djserve import metrics
+from djserve.cli import EX_CONFIG
 from djserve.logs import JSON_CONFIG
 from djserve.options import SETTINGS
 from djserve.settings import Settings
@@ -75,7 +76,18 @@ def serve(settings: Settings) -> None:
 
         static.warn_if_missing()
     if settings["metrics"]:
-        metrics.prepare_directory()  # before any worker imports prometheus_client
+        try:
+            metrics.prepare_directory()  # before any worker imports prometheus_client
+        except OSError as error:
+            # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
+            print(
+                f"{settings.where('metrics')}: cannot prepare the metrics directory ({error}); mount a tmpfs at "
+                f"/tmp, set {metrics.DIRECTORY} to a writable directory, or set metrics = false",
+                file=sys.stderr,
+            )
+            sys.exit(EX_CONFIG)
+    for var, _ in HANDOFF:  # a value the user's environment gave, overridden to off, must not reach workers
+        os.environ.pop(var, None)
     os.environ.update(handoff(settings))
     options = uvicorn_options(settings)
     options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]

@@ -16,15 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from servestatic import ServeStaticASGI
-
 from djserve.probes import ASGIApp
 
 log = logging.getLogger("djserve")
-
-
-class StaticFiles(ServeStaticASGI):  # type: ignore[misc]  # untyped to mypy
-    FOREVER = 365 * 24 * 60 * 60  # one year, the longest max-age RFC 9111 caches are asked to honour
+ONE_YEAR = 365 * 24 * 60 * 60  # max-age of hashed files; servestatic's own default is ten years
 
 
 def location() -> tuple[Path, str] | None:
@@ -58,6 +53,10 @@ def wrap(app: ASGIApp) -> ASGIApp:
     found = location()
     if found is None or not found[0].is_dir():
         return app  # warned once by the supervisor
-    root, prefix = found
-    served: ASGIApp = StaticFiles(app, root=root, prefix=prefix)
-    return served
+    from servestatic import ServeStaticASGI  # here, so that validating never imports it
+
+    served = ServeStaticASGI(app)
+    served.FOREVER = ONE_YEAR  # read as each file is indexed, so set before add_files
+    served.add_files(*found)
+    result: ASGIApp = served
+    return result
