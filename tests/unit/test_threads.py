@@ -17,6 +17,7 @@ SETTINGS = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
 VIEWS = """
 import asyncio, threading, time
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.db.backends.signals import connection_created
 from django.http import HttpResponse
@@ -24,10 +25,23 @@ from django.http import HttpResponse
 CONNECTIONS = []
 connection_created.connect(lambda sender, connection, **kwargs: CONNECTIONS.append(connection))
 TASKS = set()
+LATE_CALLS = []
+
+def late_calls(request):
+    return HttpResponse(str(len(LATE_CALLS)))
 
 def ident(request):
     time.sleep(float(request.GET.get('sleep', 0)))
     return HttpResponse(str(threading.get_ident()))
+
+def hold(request):
+    # Holds its thread until the test releases it (at most 30 s), saying when it has started.
+    (settings.BASE_DIR / 'held').touch()
+    for _ in range(600):
+        if (settings.BASE_DIR / 'release').exists():
+            break
+        time.sleep(0.05)
+    return HttpResponse('released')
 
 def query(request):
     with connection.cursor() as cursor:
@@ -37,6 +51,7 @@ def query(request):
 async def spawn(request):
     async def after_the_response():
         await asyncio.sleep(0.3)
+        LATE_CALLS.append('made')
         await sync_to_async(threading.get_ident)()
 
     task = asyncio.create_task(after_the_response())
@@ -45,6 +60,7 @@ async def spawn(request):
     return HttpResponse('spawned')
 
 urlpatterns += [path('ident', ident), path('query', query), path('spawn', spawn)]
+urlpatterns += [path('late', late_calls), path('hold', hold)]
 """
 
 
@@ -87,7 +103,9 @@ def test_threads_and_their_db_connections_are_reused_across_requests(views: Path
 def test_a_task_that_outlives_its_request_fails_loudly_and_the_worker_keeps_serving(views: Path, serve: Any) -> None:
     server = serve(DJSERVE_THREADS="1")
     assert get(server.url("/spawn")) == (200, b"spawned")
-    time.sleep(1)
+    deadline = time.monotonic() + 20
+    while get(server.url("/late")) != (200, b"1") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert get(server.url("/ident"))[0] == 200
     code, err = server.stop()
     assert code == 0, err
@@ -121,15 +139,19 @@ def test_websockets_do_not_take_a_thread_from_http_requests(views: Path, serve: 
     server = serve(DJSERVE_THREADS="1")
     ws_url = f"ws://127.0.0.1:{server.port}/ws"
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(get, server.url("/ident?sleep=2"), None, 30)
-        time.sleep(0.5)  # the only thread is now busy with the slow request
-        with connect(ws_url, open_timeout=5) as socket:
+        held = pool.submit(get, server.url("/hold"), None, 40)
+        deadline = time.monotonic() + 20
+        while not (views / "held").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The only thread is now busy with that request.
+        with connect(ws_url, open_timeout=10) as socket:
             socket.send("hello")
-            assert socket.recv(timeout=5) == "hello"
-        assert not slow.done()
-        assert slow.result()[0] == 200
-    # HTTP through channels' router still runs on the pooled thread.
-    assert len({get(server.url("/ident"))[1] for _ in range(5)}) == 1
+            assert socket.recv(timeout=10) == "hello"
+        assert not held.done()
+        (views / "release").touch()
+        assert held.result() == (200, b"released")
+    # HTTP through channels' router still runs on the pooled thread, which keeps its one connection.
+    assert [get(server.url("/query")) for _ in range(5)][-1] == (200, b"1")
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,8 @@ def _exists(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ImportError:
         return False
+    except Exception:  # the package itself fails to import: load_app names the error
+        return True
 
 
 def load_app(spec: str, interface: str, *, factory: bool = False) -> Callable[..., Any]:

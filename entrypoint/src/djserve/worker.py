@@ -35,6 +35,7 @@ HANDOFF = (
 
 def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
     """The user's Django app, served for the configured interface on one pool of ``threads`` per worker."""
+    # Imported here: the parent imports this module for HANDOFF, and needs neither.
     from djserve.wsgi import WSGIBridge
 
     pool = ExecutorPool(int(environ["DJSERVE_THREADS"]))
