@@ -217,9 +217,12 @@ def test_sync_view_broadcast_reaches_both_workers_and_redis_connections_stay_bou
     for thread in threads:
         thread.join()
     assert failures == []
-    # Each worker reuses its Redis connections (a publishing pool and a subscriber); a pool per call
-    # would leave hundreds. redis-cli itself counts as one.
-    assert _redis_clients(stack) <= 12
+    # Each worker reuses one publishing pool, which at most `threads` broadcasts use at once, and one
+    # subscriber; a pool per call would leave hundreds. redis-cli itself counts as one.
+    config = json.loads(stack.exec("web-ws", "djserve", "config", "--json").stdout)
+    threads, workers = config["threads"]["value"], config["workers"]["value"]
+    assert workers == 2
+    assert _redis_clients(stack) <= workers * (threads + 1) + 1
     _reaches_both_workers(stack, "after 1,000 broadcasts")
 
 
