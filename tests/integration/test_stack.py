@@ -13,6 +13,7 @@ import urllib.parse
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from socket import create_connection
 
 import pytest
 from selenium import webdriver
@@ -290,3 +291,15 @@ def test_echo_box_in_headless_chromium(stack: Stack, tmp_path: Path) -> None:
         wait.until(lambda d: d.find_element(By.ID, "echo-output").text == "hello from chromium")
     finally:
         driver.quit()
+
+
+def test_nginx_closes_a_connection_without_a_request_head_within_5_seconds(stack: Stack) -> None:
+    port = stack.services.port_for(*PROXY)
+    with create_connection(("127.0.0.1", port), timeout=20) as client:
+        client.sendall(b"GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the head never ends
+        started = time.monotonic()
+        while client.recv(4096):  # nginx may answer 408 before it closes
+            pass
+        closed_after = time.monotonic() - started
+    # nginx's client_header_timeout (5 s), well before djserve's own header_timeout behind it.
+    assert 4 < closed_after < 9
