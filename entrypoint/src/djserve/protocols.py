@@ -144,7 +144,7 @@ class _Guard(asyncio.Protocol):
             self.logger.warning("Exceeded concurrency limit.")
             await service_unavailable(scope, receive, send)  # type: ignore[arg-type]
         else:
-            with capacity.HTTP_REQUESTS.held():
+            with capacity.HTTP_REQUESTS:
                 await self.downstream(scope, receive, send)
 
     # Connection events
