@@ -186,6 +186,10 @@ def test_content_length_over_the_limit_is_refused_before_the_body(serve: Any, ht
         response = read_until_closed(sock)
     assert status(response) == 413 and response.endswith(b"Request Entity Too Large\n")
     with dial(server) as sock:
+        # curl asks before sending a large body: the answer is 413, never "100 Continue".
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        assert status(read_until_closed(sock)) == 413
+    with dial(server) as sock:
         sock.sendall(b"POST /-/health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
         assert status(read_response(sock)) == 200
 
