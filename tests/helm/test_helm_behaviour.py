@@ -712,3 +712,18 @@ def test_probe_paths_are_djserves_defaults() -> None:
     app = _app()
     assert app["startupProbe"]["httpGet"]["path"] == SETTINGS["health_path"].default
     assert app["readinessProbe"]["httpGet"]["path"] == SETTINGS["ready_path"].default
+
+
+def test_pod_labels_and_annotations_win_over_common_ones() -> None:
+    values = {
+        "commonLabels": {"team": "shop", "tier": "web"},
+        "podLabels": {"team": "checkout"},
+        "commonAnnotations": {"owner": "shop", "note": "common"},
+        "podAnnotations": {"note": "pod"},
+    }
+    for obj in (render(values).one("Deployment"), render(values).one("Job")):
+        metadata = obj["spec"]["template"]["metadata"]
+        assert {"team": "checkout", "tier": "web"}.items() <= metadata["labels"].items()
+        assert {"owner": "shop", "note": "pod"}.items() <= metadata[
+            "annotations"
+        ].items()

@@ -40,13 +40,10 @@ annotations:
 {{- end }}
 {{- end }}
 
-{{/* Labels of a pod template beyond its selector labels: commonLabels, then podLabels. */}}
+{{/* Labels of a pod template beyond its selector labels: commonLabels, and podLabels over them. */}}
 {{- define "djserve.podExtraLabels" -}}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
-{{- end }}
-{{- with .Values.podLabels }}
-{{ toYaml . }}
+{{- with merge (deepCopy .Values.podLabels) (deepCopy .Values.commonLabels) }}
+{{- toYaml . }}
 {{- end }}
 {{- end }}
 
