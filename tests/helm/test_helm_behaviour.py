@@ -561,12 +561,15 @@ def _metadata_and_pod_metadata(rendered: Any) -> list[tuple[str, dict[str, Any]]
 
 def test_common_labels_and_annotations_are_on_every_object_and_pod() -> None:
     values = _ci("extensions-values.yaml")
+    values.update(PROXY)
     values["metrics"] = {"serviceMonitor": {"enabled": True}}
     values["autoscaling"] = {"enabled": True}
     values["networkPolicy"] = {"enabled": True}
+    values["httpRoute"] = {"enabled": True, "parentRefs": [{"name": "public"}]}
     rendered = render(values)
-    kinds = {o["kind"] for o in rendered.objects}
-    assert {"ServiceMonitor", "Ingress", "HorizontalPodAutoscaler", "Job"} <= kinds
+    # One object of every template the chart has.
+    templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
+    assert {path.rsplit("/", 1)[1] for path in rendered.manifests} == templates
     for where, metadata in _metadata_and_pod_metadata(rendered):
         assert values["commonLabels"].items() <= metadata["labels"].items(), where
         assert values["commonAnnotations"].items() <= metadata["annotations"].items(), (
