@@ -5,6 +5,7 @@ defaults < preset < Django's PRODUCTION_PROCESSES < mounted file < environment <
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,10 +103,20 @@ def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
                 continue
             settings.values[value.setting.name] = Effective(converted, value.source, value.where)
 
-    if settings["app"] is None:
-        module = environ.get("DJANGO_SETTINGS_MODULE")
+    module = environ.get("DJANGO_SETTINGS_MODULE")
+    hybrid = settings["interface"] == "hybrid"
+    if hybrid and not module:
+        settings.problems.append(
+            Problem(
+                discovery.SETTINGS_WHERE,
+                f"required by interface hybrid ({settings.where('interface')}), which routes each request "
+                "by resolving its path with Django's URLconf",
+            )
+        )
+    elif settings["app"] is None:
         if django_settings is not None and module:
-            spec, source, where = discovery.default_app(settings["interface"], django_settings, module)
+            kind = "asgi" if hybrid else settings["interface"]
+            spec, source, where = discovery.default_app(kind, django_settings, module, fallback=hybrid)
             settings.values["app"] = Effective(spec, source, where)
         elif not module:
             settings.problems.append(
@@ -116,10 +127,20 @@ def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
 
 
 def load_app(settings: Settings) -> None:
-    """Import the app now, so a missing one is a configuration error rather than a worker crash."""
+    """Import the app now, so a missing one is a configuration error rather than a worker crash.
+
+    Hybrid mode imports both sides: the configured app serves async views and WebSockets, the WSGI app
+    sync views.
+    """
     if settings["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in settings.problems):
         return  # the settings problem already says why the app cannot import
-    try:
-        discovery.load_app(settings["app"], settings["interface"], factory=settings["factory"])
-    except discovery.AppNotFound as error:
-        settings.problems.append(Problem(settings.where("app"), str(error)))
+    hybrid = settings["interface"] == "hybrid"
+    apps = [(settings["app"], "asgi" if hybrid else settings["interface"], settings.where("app"), settings["factory"])]
+    if hybrid:
+        spec, where = discovery.hybrid_wsgi_app(os.environ["DJANGO_SETTINGS_MODULE"])
+        apps.append((spec, "wsgi", where, False))
+    for spec, kind, where, factory in apps:
+        try:
+            discovery.load_app(spec, kind, factory=factory)
+        except discovery.AppNotFound as error:
+            settings.problems.append(Problem(where, str(error)))

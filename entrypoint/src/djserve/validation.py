@@ -43,7 +43,7 @@ def check(settings: Settings) -> list[Problem]:
     if settings["interface"] == "wsgi" and settings["preset"] == "websocket":
         problem(
             "interface",
-            f"the websocket preset needs asgi; WSGI has no WebSockets ({settings.where('preset')})",
+            f"the websocket preset needs asgi or hybrid; WSGI has no WebSockets ({settings.where('preset')})",
         )
     if (
         settings["proxy_headers"]
