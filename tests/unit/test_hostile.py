@@ -310,7 +310,12 @@ def test_websockets_beyond_ws_max_connections_are_refused_with_503(site: Path, s
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_bad_host_and_malformed_requests_log_one_line_each(serve: Any, log_format: str) -> None:
+def test_bad_host_and_malformed_requests_log_one_line_each(site: Path, serve: Any, log_format: str) -> None:
+    # As in production: with DEBUG = True, Django's own console handler also prints the traceback.
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(
+        settings.read_text().replace("DEBUG = True", "DEBUG = False") + "\nALLOWED_HOSTS = ['127.0.0.1']\n"
+    )
     server = serve(DJSERVE_LOG_FORMAT=log_format)
     assert get(server.url("/"), {"Host": "attacker.example"})[0] == 400
     with dial(server) as sock:
