@@ -1,7 +1,8 @@
 """What a worker holds at once: HTTP requests in flight and open WebSockets.
 
-The counts are per worker process, kept here so that the limits (``limit_concurrency`` in
-``djserve.protocols``, ``ws_max_connections`` below) and the metrics read the same numbers.
+The counts are per worker process. ``limit_concurrency`` (in ``djserve.protocols``) and
+``ws_max_connections`` (below) are enforced on them; ``requests_in_flight`` and ``websockets_open``
+let other code of the worker read them.
 """
 
 from __future__ import annotations
