@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from djserve import draining
 from djserve.discovery import load_app
 from djserve.probes import ASGIApp, Probes
 
@@ -38,7 +37,6 @@ def _interface_app(interface: str, app: ASGIApp, environ: Mapping[str, str]) -> 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
-    draining.install()
     interface = environ["DJSERVE_INTERFACE"]
     app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
     if environ.get("DJSERVE_LOG_FORMAT") == "json":
