@@ -28,8 +28,12 @@ class StepFailed(Exception):
         self.code = code
 
 
-class Terminated(Exception):
-    """SIGTERM or SIGINT during prestart: stop now rather than after a long migration or wait."""
+class Terminated(BaseException):
+    """SIGTERM or SIGINT during prestart: stop now rather than after a long migration or wait.
+
+    Not an Exception, like KeyboardInterrupt: a signal that lands while a log line is written must not
+    be swallowed by logging's error handler.
+    """
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
