@@ -13,11 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
-
-from djserve.settings import Settings
+from typing import Any
 
 log = logging.getLogger("djserve")
 
@@ -77,7 +76,7 @@ def _run(step: str, argv: list[str]) -> None:
         raise StepFailed(step, f"{' '.join(argv)} exited with {code}", code)
 
 
-def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
+def steps(settings: Mapping[str, Any]) -> list[tuple[str, Callable[[], None]]]:
     manage = [sys.executable, "-m", "django"]
     planned: list[tuple[str, Callable[[], None]]] = []
     if settings["wait_for"]:
@@ -91,7 +90,7 @@ def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
     return planned
 
 
-def run(settings: Settings) -> None:
+def run(settings: Mapping[str, Any]) -> None:
     with stoppable():
         for name, step in steps(settings):
             started = time.monotonic()

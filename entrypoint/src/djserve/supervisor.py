@@ -123,6 +123,12 @@ class Supervisor(Multiprocess):
     def __init__(self, config: Config, sockets: list[socket]) -> None:
         super().__init__(config, sockets)
         self.startup_failed = False
+        # uvicorn's handlers queue the signals; this pipe also wakes the round's wait, so SIGTERM reaches
+        # the workers at once rather than after the round.
+        self.wakeup, wakeup_write = os.pipe()
+        for fd in (self.wakeup, wakeup_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
 
     def spawn(self) -> Worker:
         worker = Worker(self.config, self.sockets)
@@ -147,7 +153,7 @@ class Supervisor(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         """One round: ping who is due, wait for answers, exits and stacks together, then act on them."""
         now = time.monotonic()
-        waiting: dict[Any, tuple[str, Worker]] = {}
+        waiting: dict[Any, tuple[str, Worker | None]] = {self.wakeup: ("signal", None)}
         wake = now + PING_INTERVAL
         for worker in self.processes:
             if worker.killed:
@@ -165,13 +171,16 @@ class Supervisor(Multiprocess):
                 wake = min(wake, worker.pinged_at + self.config.timeout_worker_healthcheck)
             waiting[worker.process.sentinel] = ("exit", worker)
         for ready in wait(list(waiting), timeout=max(0.0, wake - now)):
-            event, worker = waiting[ready]
-            if event == "exit":
-                self.replace(worker)
+            event, whose = waiting[ready]
+            if whose is None:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 512)  # the queued signals are handled after this round
+            elif event == "exit":
+                self.replace(whose)
             elif event == "answer":
-                worker.answered(time.monotonic())
+                whose.answered(time.monotonic())
             else:
-                worker.read_stack()
+                whose.read_stack()
         self.check_timeouts(time.monotonic())
 
     def check_timeouts(self, now: float) -> None:
