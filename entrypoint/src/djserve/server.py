@@ -26,17 +26,26 @@ class Server(UvicornServer):
         self._loading = threading.Event()
         self._loader_answers: threading.Thread | None = None
 
-    def _pong(self) -> None:
-        """One ping, one answer: whether startup has finished (uvicorn's protocol)."""
+    def _pong(self) -> bool:
+        """One ping, one answer: whether startup has finished (uvicorn's protocol). False: no supervisor."""
         assert self.pings is not None
-        self.pings.recv()
-        self.pings.send(self.started)
+        try:
+            self.pings.recv()
+            self.pings.send(self.started)
+        except (OSError, EOFError):
+            return False
+        return True
 
     def _answer_while_loading(self) -> None:
         assert self.pings is not None
         while self._loading.is_set():
-            if self.pings.poll(0.05):
-                self._pong()
+            if self.pings.poll(0.05) and not self._pong():
+                return
+
+    def _answer_from_the_loop(self) -> None:
+        if not self._pong():
+            assert self.pings is not None
+            asyncio.get_running_loop().remove_reader(self.pings.fileno())
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         if self.pings is not None:
@@ -51,7 +60,7 @@ class Server(UvicornServer):
             # Hand the pipe over: the thread stops reading before the loop starts to.
             self._loading.clear()
             self._loader_answers.join()
-            asyncio.get_running_loop().add_reader(self.pings.fileno(), self._pong)
+            asyncio.get_running_loop().add_reader(self.pings.fileno(), self._answer_from_the_loop)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await drain(self)
