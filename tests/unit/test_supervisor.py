@@ -98,7 +98,7 @@ def test_a_killed_worker_is_replaced_within_a_second(supervised: Supervised) -> 
     print(f"serving again {time.monotonic() - killed:.2f}s after the kill")
     assert supervised.process.poll() is None  # the container's main process stays
     assert get(supervised.url("/"))[0] == 200
-    assert f"Child process [{worker}] died" in supervised.text()
+    assert f"Child process [{worker}] ended: killed by SIGKILL" in supervised.text()
 
 
 def test_the_supervisor_stays_small_and_imports_no_django(supervised: Supervised) -> None:
@@ -119,7 +119,7 @@ def test_a_worker_with_a_blocked_event_loop_is_reported_and_replaced(site: Path,
     # The worker already imported urls.py: start a new one that reads the view.
     (worker,) = supervised.workers()
     os.kill(worker, signal.SIGKILL)
-    supervised.wait_for(f"Child process [{worker}] died", timeout=10)
+    supervised.wait_for(f"Child process [{worker}] ended: killed by SIGKILL", timeout=10)
     while not answers(supervised):
         time.sleep(0.1)
     (stuck,) = supervised.workers()
@@ -131,7 +131,7 @@ def test_a_worker_with_a_blocked_event_loop_is_reported_and_replaced(site: Path,
     assert "(WORKER TIMEOUT)" in log
     report = log[log.index(f"worker {stuck} stuck") :]
     assert "in blocks_the_loop" in report and "urls.py" in report, report
-    supervised.wait_for(f"Child process [{stuck}] died", timeout=10)
+    supervised.wait_for(f"Child process [{stuck}] ended: killed by SIGKILL", timeout=10)
     deadline = time.monotonic() + 10
     while not answers(supervised):
         assert time.monotonic() < deadline, supervised.text()

@@ -218,8 +218,15 @@ class Supervisor(Multiprocess):
         self.processes[self.processes.index(worker)] = self.spawn()
 
     def on_worker_exit(self, worker: Worker) -> None:
-        """Called once for every worker that exited on its own or was killed, after it is reaped."""
-        logger.info("Child process [%d] died (exit code %s)", worker.pid, worker.exitcode)
+        """Called once for every worker that ended, however it ended, after it is reaped."""
+        code = worker.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        logger.info("Child process [%d] ended: %s", worker.pid, how)
+
+    def join_all(self) -> None:
+        for worker in self.processes:
+            worker.join()
+            self.on_worker_exit(worker)
 
     def restart_all(self) -> None:
         """SIGHUP: replace each worker, bringing its replacement into service before retiring the old one."""
@@ -237,6 +244,7 @@ class Supervisor(Multiprocess):
             old.terminate()
             old.join()
             old.close()
+            self.on_worker_exit(old)
             self.processes[index] = new
 
     def handle_ttin(self) -> None:
