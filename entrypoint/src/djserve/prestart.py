@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 from typing import Any
 
@@ -40,14 +40,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def stoppable() -> Iterator[None]:
-    """SIGTERM or SIGINT raise Terminated inside the block."""
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _on_stop(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, restored in previous.items():
+            signal.signal(sig, restored)
+
+
+def stoppable() -> AbstractContextManager[None]:
+    """SIGTERM or SIGINT raise Terminated inside the block."""
+    return _on_stop(_terminate)
 
 
 def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
@@ -64,13 +68,20 @@ def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
 
 
 def _run(step: str, argv: list[str]) -> None:
-    # Its own process group, so a stop reaches what a script started too (a shell's `sleep`, say).
-    child = subprocess.Popen(argv, start_new_session=True)
+    child = None
+    stops: list[int] = []
     try:
+        # A stop while the process starts waits until the process is known, so that it reaches it too.
+        with _on_stop(lambda signum, frame: stops.append(signum)):
+            # Its own process group, so a stop reaches what a script started too (a shell's `sleep`, say).
+            child = subprocess.Popen(argv, start_new_session=True)
+        for signum in stops[:1]:
+            signal.raise_signal(signum)  # now it lands, as Terminated, below
         code = child.wait()
     except Terminated:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait()
+        if child is not None:
+            os.killpg(child.pid, signal.SIGTERM)
+            child.wait()
         raise
     if code:
         raise StepFailed(step, f"{' '.join(argv)} exited with {code}", code)
