@@ -10,9 +10,10 @@ A worker answers from its event loop (``djserve.server``). One whose loop has no
 ``timeout_worker_healthcheck`` is stuck: like gunicorn's ``WORKER TIMEOUT``, the supervisor has it write
 the stack of every thread (faulthandler, on SIGUSR1) into a pipe, logs it, then kills and replaces it.
 
-This module reads uvicorn 0.54 internals (``Process.parent_conn``/``child_conn``/``process``/``_server``,
-``Multiprocess.processes``/``processes_num``/``sockets``); the pin in pyproject.toml is for them. Django is
-never imported here: the supervisor stays a small process.
+This module reads uvicorn 0.54 internals (``Process.parent_conn``/``child_conn``/``process``/``_server``
+and the ping protocol, ``Multiprocess.processes``/``processes_num``/``sockets``/``should_exit`` and its
+signal queue); the pin in pyproject.toml is for them. Django is never imported here: the supervisor stays
+a small process.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Worker(UvicornProcess):
     """A worker process, with the supervisor's record of its pings."""
 
     def __init__(self, config: Config, sockets: list[socket]) -> None:
-        # Created before uvicorn's __init__ so that the child receives the writing end with the rest.
+        # The whole object travels to the worker when it starts; the worker keeps the writing end.
         self.stacks, self.stack_writer = Pipe(duplex=False)
         super().__init__(config, sockets)
         self.pinged_at: float | None = None  # an unanswered ping, sent then
