@@ -1,7 +1,7 @@
 """Everything that can fail before anything binds: resolution, validation and the app import.
 
 ``djserve serve`` does it in a short-lived child process that hands the resolved settings back, so the
-serving process (the workers' supervisor, PID 1 in a container) never imports Django, the user's
+serving process (the workers' supervisor, the container's main process under tini) never imports Django, the user's
 settings or the app: it stays small, and a broken app still ends in exit 78 before the port is bound.
 """
 
@@ -58,7 +58,7 @@ def in_child(args: Sequence[str]) -> Launch:
         child.join()
         code = child.exitcode or 0
         sys.exit(128 - code if code < 0 else code)
-    except BaseException:  # stopped (SIGTERM during prestart's watch) while it was still working
+    except BaseException:  # stopped (SIGTERM raises Terminated) while it was still working
         child.terminate()
         child.join()
         raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from uvicorn.config import LOGGING_CONFIG
+
 from djserve.launch import Launch
 from djserve.logs import JSON_CONFIG
 from djserve.options import SETTINGS
@@ -40,8 +42,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def launch(settings: Settings) -> Launch:
     """What the serving process needs, so that it imports neither the settings machinery nor Django."""
-    from uvicorn.config import LOGGING_CONFIG
-
     options = uvicorn_options(settings)
     options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
     for name in ("reload_dirs", "reload_includes", "reload_excludes"):
