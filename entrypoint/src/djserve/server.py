@@ -4,6 +4,10 @@ uvicorn's worker answers its supervisor's ping from a side thread, so a worker w
 blocked (an async view calling ``time.sleep``) still looks healthy and never recovers. Here the thread
 only answers while the app loads, when the loop is not serving yet; from startup on the loop itself
 answers, so a ping that goes unanswered means the loop is stuck (see ``djserve.supervisor``).
+
+It relies on uvicorn 0.54's ``Server`` internals: ``serve`` loads the app inside the running loop before
+``startup``, ``startup`` sets ``started``, and the supervisor's ping protocol (one message, answered with
+``started``); the pin in pyproject.toml is for them.
 """
 
 from __future__ import annotations
