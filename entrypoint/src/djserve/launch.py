@@ -18,6 +18,7 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 @dataclass(frozen=True)
 class Launch:
     values: dict[str, Any]  # every setting's value, by name
+    where: dict[str, str]  # where each value came from, for problems found while serving
     config: dict[str, Any]  # uvicorn.Config's arguments
     environ: dict[str, str]  # for the workers; see djserve.worker
     cleared: list[str]  # removed from the environment before ``environ`` is added
@@ -37,7 +38,7 @@ def serve(launch: Launch) -> None:
         os.environ.pop(var, None)
     os.environ.update(launch.environ)
     if launch.values["metrics"]:
-        _prepare_metrics()
+        _prepare_metrics(launch.where["metrics"])
     sys.path[:] = launch.sys_path
     config = uvicorn.Config(**launch.config)
     if config.should_reload:
@@ -46,7 +47,7 @@ def serve(launch: Launch) -> None:
         Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
-def _prepare_metrics() -> None:
+def _prepare_metrics(where: str) -> None:
     """The multiprocess directory, before any worker imports prometheus_client."""
     from djserve import metrics
 
@@ -55,7 +56,7 @@ def _prepare_metrics() -> None:
     except OSError as error:
         # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
         print(
-            f"metrics: cannot prepare the metrics directory ({error}); mount a tmpfs at /tmp, set "
+            f"{where}: cannot prepare the metrics directory ({error}); mount a tmpfs at /tmp, set "
             f"{metrics.DIRECTORY} to a writable directory, or set metrics = false",
             file=sys.stderr,
         )

@@ -64,6 +64,7 @@ def launch(settings: Settings) -> Launch:
         options["log_config"] = LOGGING_CONFIG
     return Launch(
         values={name: effective.value for name, effective in settings.values.items()},
+        where={name: effective.where for name, effective in settings.values.items()},
         config={"app": FACTORY, "factory": True, **options},
         environ=handoff(settings),
         # A handed-off setting the user's environment turned on, and a later layer off, must not reach workers.
