@@ -10,39 +10,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from djserve.settings import Settings
-
-EX_CONFIG = 78  # sysexits.h: configuration error
-
-
-def _settings(args: Sequence[str], *, with_app: bool) -> Settings:
-    """Resolved settings, or exit 78 listing every problem."""
-    import click
-
-    from djserve.settings import load_app, resolve
-
-    try:
-        settings = resolve(args, os.environ)
-    except click.exceptions.Exit as done:  # --help
-        sys.exit(done.exit_code)
-    if with_app:
-        load_app(settings)
-    if settings.problems:
-        for problem in settings.problems:
-            print(problem, file=sys.stderr)
-        sys.exit(EX_CONFIG)
-    return settings
+from typing import Any
 
 
 def serve(args: Sequence[str]) -> None:
-    from djserve import logs, prestart, serving
+    from djserve import logs, preflight, prestart, serving
 
-    settings = _settings(args, with_app=True)
-    logs.configure(settings["log_format"])
     try:
+        with prestart.stoppable():
+            settings = preflight.in_child(args)
+        logs.configure(settings["log_format"])
         prestart.run(settings)
     except prestart.StepFailed as failure:
         prestart.log.error("%s", failure)
@@ -63,9 +40,11 @@ def _shown(name: str, value: Any) -> Any:
 
 
 def config(args: Sequence[str]) -> None:
+    from djserve.preflight import settings
+
     as_json = "--json" in args
-    settings = _settings([a for a in args if a != "--json"], with_app=False)
-    shown = {name: {"value": _shown(name, e.value), "source": e.source} for name, e in settings.values.items()}
+    resolved = settings([a for a in args if a != "--json"], with_app=False)
+    shown = {name: {"value": _shown(name, e.value), "source": e.source} for name, e in resolved.values.items()}
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return
@@ -75,14 +54,17 @@ def config(args: Sequence[str]) -> None:
 
 
 def check(args: Sequence[str]) -> None:
-    _settings(args, with_app=True)
+    from djserve.preflight import settings
+
+    settings(args, with_app=True)
     print("configuration OK")
 
 
 def print_command(args: Sequence[str]) -> None:
     from djserve.command import render
+    from djserve.preflight import settings
 
-    print(render(_settings(args, with_app=False)))
+    print(render(settings(args, with_app=False)))
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {

@@ -34,12 +34,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ClientErrors(logging.Filter):
+    """Writes a record about a client's error as one line, without the traceback.
+
+    Django logs a refused request with its exception: a bad Host header (``DisallowedHost``) through
+    ``django.security.*`` at ERROR, other 4xx through ``django.request``. Both set the response's
+    ``status_code`` on the record. A 4xx traceback shows Django refusing the request, not a bug, and
+    a hostile client would otherwise write twenty lines per request. djserve's handler is on the root
+    logger, which handles a record last, so handlers of the user's that see it first keep the traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if record.exc_info and isinstance(status, int) and 400 <= status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def text_handler() -> logging.Handler:
+    """djserve's handler for text logs: uvicorn's format, on stderr."""
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    handler.addFilter(ClientErrors())
+    return handler
+
+
 def quiet_django_console() -> None:
-    """Drop Django's own console handlers (DEBUG only): the root JSON handler already writes its records."""
-    for name in ("django", "django.server"):
-        logger = logging.getLogger(name)
-        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
-            logger.removeHandler(handler)
+    """Drop Django's own console handler (DEBUG only): djserve's root handler already writes its records."""
+    from django.utils.log import RequireDebugTrue
+
+    logger = logging.getLogger("django")
+    for handler in [h for h in logger.handlers if any(isinstance(f, RequireDebugTrue) for f in h.filters)]:
+        logger.removeHandler(handler)
+
+
+def for_worker(log_format: str) -> None:
+    """In every worker once Django is set up: each of Django's records written once, by djserve's handler."""
+    quiet_django_console()
+    root = logging.getLogger()
+    if log_format == "text" and not root.handlers:
+        root.addHandler(text_handler())
 
 
 def configure(log_format: str) -> None:
@@ -48,4 +85,4 @@ def configure(log_format: str) -> None:
         with Path(JSON_CONFIG).open() as file:
             logging.config.dictConfig(json.load(file))
     else:
-        logging.basicConfig(format="%(levelname)s:     %(message)s", level=logging.INFO)
+        logging.basicConfig(handlers=[text_handler()], level=logging.INFO)

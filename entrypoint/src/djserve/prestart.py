@@ -37,7 +37,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _stoppable() -> Iterator[None]:
+def stoppable() -> Iterator[None]:
+    """SIGTERM or SIGINT raise Terminated inside the block."""
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
@@ -87,7 +88,7 @@ def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
 
 
 def run(settings: Settings) -> None:
-    with _stoppable():
+    with stoppable():
         for name, step in steps(settings):
             started = time.monotonic()
             log.info("prestart %s: started", name)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from djserve import draining
+from djserve import logs
+from djserve.capacity import WebSocketLimit
 from djserve.discovery import load_app
 from djserve.probes import ASGIApp, Probes
 
@@ -22,6 +23,14 @@ HANDOFF = (
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
     ("DJSERVE_THREADS", "threads"),
+    # Read by djserve.protocols in every worker.
+    ("DJSERVE_HEADER_TIMEOUT", "header_timeout"),
+    ("DJSERVE_MAX_HEADER_BYTES", "max_header_bytes"),
+    ("DJSERVE_MAX_HEADERS", "max_headers"),
+    ("DJSERVE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("DJSERVE_WS_MAX_CONNECTIONS", "ws_max_connections"),
+    ("DJSERVE_METRICS", "metrics"),
+    ("DJSERVE_METRICS_PATH", "metrics_path"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
     ("UVICORN_FACTORY", "factory"),
 )
@@ -38,12 +47,9 @@ def _interface_app(interface: str, app: ASGIApp, environ: Mapping[str, str]) -> 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
-    draining.install()
     interface = environ["DJSERVE_INTERFACE"]
     app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
-    if environ.get("DJSERVE_LOG_FORMAT") == "json":
-        from djserve.logs import quiet_django_console
-
-        quiet_django_console()
+    logs.for_worker(environ.get("DJSERVE_LOG_FORMAT", "text"))
     app = _interface_app(interface, app, environ)
+    app = WebSocketLimit(app, int(environ["DJSERVE_WS_MAX_CONNECTIONS"]))
     return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
