@@ -7,6 +7,9 @@ wide margins because the machine running the tests is shared.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +22,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import environment, get
+from conftest import djserve, environment, free_port, get
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 1.5  # --header-timeout in these tests
@@ -89,42 +92,49 @@ def test_partial_head_is_answered_408_at_the_deadline(serve: Any, http: str) -> 
     assert DEADLINE * 0.8 <= elapsed <= DEADLINE + MARGIN
 
 
+def trickle(sock: socket.socket) -> tuple[bytes, float]:
+    """Send a head one header line every quarter second until the server answers or closes."""
+    sock.sendall(HEAD)
+    started = time.monotonic()
+    sock.settimeout(0.25)
+    response = b""
+    for n in range(int((DEADLINE + MARGIN + 2) / 0.25)):
+        try:
+            sock.sendall(b"X-Trickle-%d: x\r\n" % n)
+            response += sock.recv(65536)
+            break
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    return response, time.monotonic() - started
+
+
 @pytest.mark.parametrize("http", PARSERS)
 def test_trickling_headers_are_cut_off_at_the_deadline(serve: Any, http: str) -> None:
     server = limited(serve, http)
     with dial(server) as sock:
-        sock.sendall(HEAD)
-        started = time.monotonic()
-        sock.settimeout(0.25)
-        response = b""
-        # One header line every quarter second: bytes keep arriving, the head never completes.
-        for n in range(int((DEADLINE + MARGIN) / 0.25)):
-            try:
-                sock.sendall(b"X-Trickle-%d: x\r\n" % n)
-                response += sock.recv(65536)
-                break
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-        elapsed = time.monotonic() - started
+        response, elapsed = trickle(sock)
     assert status(response) == 408
-    assert elapsed <= DEADLINE + MARGIN
+    assert DEADLINE * 0.8 <= elapsed <= DEADLINE + MARGIN
 
 
 @pytest.mark.parametrize("http", PARSERS)
-def test_keep_alive_connection_idle_after_a_response_is_closed_at_the_deadline(serve: Any, http: str) -> None:
-    # uvicorn's own keep-alive timeout is made long, so that the close observed is the head deadline's.
-    server = limited(serve, http, "--timeout-keep-alive", "60")
-    with dial(server) as sock:
-        for _ in range(2):  # the deadline starts again after each response
+def test_keep_alive_connection_gets_the_deadline_after_each_response(serve: Any, http: str) -> None:
+    # After a response the deadline is the longer of header_timeout and uvicorn's keep-alive timeout.
+    keep_alive = 3
+    server = limited(serve, http, "--timeout-keep-alive", str(keep_alive))
+    with dial(server) as idle, dial(server) as trickling:
+        for sock in (idle, trickling):
             sock.sendall(HEAD + b"\r\n")
             assert status(read_response(sock)) == 200
-            time.sleep(DEADLINE / 2)
         started = time.monotonic()
-        assert read_until_closed(sock) == b""
-        elapsed = time.monotonic() - started
-    assert elapsed <= DEADLINE + MARGIN
+        # uvicorn's keep-alive timer stops at the first byte; the head deadline still ends a trickle.
+        response, elapsed = trickle(trickling)
+        assert status(response) == 408
+        assert keep_alive * 0.8 <= elapsed <= keep_alive + MARGIN
+        assert read_until_closed(idle) == b""
+        assert time.monotonic() - started <= keep_alive + MARGIN
 
 
 @pytest.mark.parametrize("http", PARSERS)
@@ -261,23 +271,29 @@ async def app(scope, receive, send):
         return
     await receive()
     await send({"type": "websocket.accept"})
-    while (await receive())["type"] != "websocket.disconnect":
-        pass
+    while (message := await receive())["type"] != "websocket.disconnect":
+        await send({"type": "websocket.send", "text": message.get("text")})
 """
 
 
-@pytest.mark.parametrize("ws", ["websockets-sansio", "wsproto"])
-def test_websockets_beyond_ws_max_connections_are_refused_with_503(site: Path, serve: Any, ws: str) -> None:
+@pytest.mark.parametrize(("http", "ws"), [("httptools", "websockets-sansio"), ("h11", "wsproto")])
+def test_websockets_beyond_ws_max_connections_are_refused_with_503(site: Path, serve: Any, http: str, ws: str) -> None:
     (site / "echo.py").write_text(ECHO_APP)
-    server = serve("--ws", ws, "--ws-max-connections", "2", "--limit-concurrency", "2", DJSERVE_APP="echo:app")
+    server = limited(
+        serve, http, "--ws", ws, "--ws-max-connections", "2", "--limit-concurrency", "2", DJSERVE_APP="echo:app"
+    )
     url = f"ws://127.0.0.1:{server.port}/socket"
-    with connect(url, open_timeout=5), connect(url, open_timeout=5) as second:
+    with connect(url, open_timeout=5) as first, connect(url, open_timeout=5) as second:
         with pytest.raises(InvalidStatus) as refused:
             connect(url, open_timeout=5)
         assert refused.value.response.status_code == 503
         # Open WebSockets count neither towards limit-concurrency nor against the probes.
         assert get(server.url("/-/health"))[0] == 200
         assert get(server.url("/plain")) == (200, b"plain")
+        # The head deadline ended with the handshake: a WebSocket outlives it.
+        time.sleep(DEADLINE + 1)
+        first.send("still here")
+        assert first.recv(timeout=5) == "still here"
         second.close()
         time.sleep(0.5)
         with connect(url, open_timeout=5):
@@ -301,3 +317,46 @@ def test_bad_host_and_malformed_requests_log_one_line_each(serve: Any, log_forma
         entries = [json.loads(line) for line in lines]
         host = next(e for e in entries if "Invalid HTTP_HOST" in e["message"])
         assert host["logger"] == "django.security.DisallowedHost" and "exception" not in host
+
+
+def test_printed_command_serves_with_djserves_protocols_and_limits(site: Path) -> None:
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
+
+    def http_of(*args: str) -> str:
+        argv = shlex.split(djserve("command", *args, cwd=site, env=env).out)
+        return argv[argv.index("--http") + 1]
+
+    assert http_of() == "djserve.protocols:HttpToolsProtocol"  # auto: httptools is installed
+    assert http_of("--http", "h11") == "djserve.protocols:H11Protocol"
+    # A protocol class the user names is theirs, used as is.
+    assert (
+        http_of("--http", "uvicorn.protocols.http.h11_impl:H11Protocol")
+        == "uvicorn.protocols.http.h11_impl:H11Protocol"
+    )
+
+    port = free_port()
+    line = djserve("command", "--host", "127.0.0.1", "--port", str(port), "--max-body-bytes", "1000", cwd=site, env=env)
+    assert "DJSERVE_MAX_BODY_BYTES=1000" in line.out
+    bin_dir = Path(sys.executable).parent
+    process = subprocess.Popen(
+        ["sh", "-c", line.out.strip()],
+        cwd=site,
+        env={**environment(**env), "PATH": f"{bin_dir}:/usr/bin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                get(f"http://127.0.0.1:{port}/-/health")
+                break
+            except OSError:
+                time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
+            assert status(read_until_closed(sock)) == 413
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=20)

@@ -3,9 +3,10 @@
 uvicorn takes its ``--http`` protocol as an import path, so these subclasses are selected, not patched
 in (see ``djserve.serving.http_protocol``). Each connection gets:
 
-- a deadline for the request head (``header_timeout``), from connecting or from the previous response:
-  408 if the client sent part of a head, else a plain close. uvicorn has none, and its keep-alive
-  timer is reset by every byte, so a client trickling a header kept a connection forever;
+- a deadline for the request head (``header_timeout``), from connecting or from the previous response
+  (then at least ``timeout_keep_alive``): 408 if the client sent part of a head, else a plain close.
+  uvicorn has none, and its keep-alive timer stops at the first byte, so a client trickling a header
+  kept a connection forever;
 - a bound on the head (``max_header_bytes``), counted as bytes arrive and before the parser sees them,
   so a worker's memory stays bounded whatever a client sends, and on its fields (``max_headers``): 431;
 - a bound on the body (``max_body_bytes``): 413 for a Content-Length over it before any body byte is
@@ -209,10 +210,18 @@ class _Guard(asyncio.Protocol):
     # The deadline
 
     def _arm(self) -> None:
-        """Start the head deadline when the connection waits for a head and owes no response."""
+        """Start the head deadline when the connection waits for a head and owes no response.
+
+        After a response, a keep-alive connection has at least uvicorn's ``timeout_keep_alive``: the
+        proxy preset keeps upstream connections longer than nginx does, so that nginx closes first.
+        uvicorn's own keep-alive timer stops at the first byte; this deadline does not.
+        """
         responding = self.cycle is not None and not self.cycle.response_complete
         if self.head_pending and not responding and self.head_timer is None and self._serving():
-            self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+            timeout = self.limits.header_timeout
+            if self.cycle is not None:
+                timeout = max(timeout, self.config.timeout_keep_alive)
+            self.head_timer = self.loop.call_later(timeout, self._head_timeout)
 
     def _serving(self) -> bool:
         """Still this connection's protocol: not closing, and not handed over to a WebSocket protocol."""
