@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from harness import DEMO_ENV, HARDENED, Container, Response, StartContainer, docker, http_get, wait_until
 
@@ -406,20 +407,16 @@ def test_open_websockets_leave_http_served_and_their_own_limit_answers_503(
     container = start_container(IMAGE.format("websocket"), env=env)
     container.wait_healthy(timeout=120)
     uri = container.url("/ws/echo/").replace("http://", "ws://")
-    sockets: list[ClientConnection] = []
-    try:
-        for _ in range(50):
-            sockets.append(connect(uri, origin="http://127.0.0.1", open_timeout=15))  # type: ignore[arg-type]
+    origin = Origin("http://127.0.0.1")  # the demo checks it against ALLOWED_HOSTS
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(uri, origin=origin, open_timeout=15)) for _ in range(50)]
         sockets[0].send("still there")
         assert sockets[0].recv(timeout=10) == "still there"
         assert http_get(container.url("/whoami")).status == 200
         assert http_get(container.url("/-/health")).status == 200
-        with pytest.raises(InvalidStatus) as refused:
-            connect(uri, origin="http://127.0.0.1", open_timeout=15).close()  # type: ignore[arg-type]
+        with pytest.raises(InvalidStatus) as refused, connect(uri, origin=origin, open_timeout=15):
+            pass
         assert refused.value.response.status_code == 503
-    finally:
-        for ws in sockets:
-            ws.close()
 
 
 # The configuration rows: each exits 78 before serving, with one line naming its source.
