@@ -26,7 +26,17 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from harness import DEMO_ENV, HARDENED, Container, Response, StartContainer, docker, http_get, wait_until
+from harness import (
+    DEMO_ENV,
+    HARDENED,
+    Container,
+    Response,
+    StartContainer,
+    docker,
+    http_get,
+    run_container,
+    wait_until,
+)
 
 # The demo images by variant.
 IMAGE = "djserve-demo:{}"
@@ -75,17 +85,12 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
         *SIZED_TMP, "--cpus", "1", "--ulimit", f"nofile={FILE_LIMIT}:{FILE_LIMIT}",
         "-v", f"{module}:/app/stuck_loop.py:ro",
     )  # fmt: skip
-    env_args = [item for name, value in env.items() for item in ("-e", f"{name}={value}")]
-    container_id = docker(
-        "run", "-d", "--health-interval=1s", "-p", "127.0.0.1::8000", *options, *env_args,
-        IMAGE.format("production"),
-    ).stdout.strip()  # fmt: skip
-    container = Container(container_id)
+    container = run_container(IMAGE.format("production"), env=env, options=options)
     try:
         container.wait_healthy(timeout=120)
         yield container
     finally:
-        docker("rm", "-f", container_id, check=False, timeout=60)
+        docker("rm", "-f", container.id, check=False, timeout=60)
 
 
 # Raw connections, for what http.client will not send.
