@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from djserve.options import SETTINGS as SETTINGS_REGISTRY
+from djserve.options import key_index
 
 from conftest import config, djserve, sources
 
@@ -434,3 +441,78 @@ def test_unsupported_backend(site: Path) -> None:
     )
     (line,) = problems(site)
     assert line.startswith("PRODUCTION_PROCESSES['web']['BACKEND'] (Django settings): ")
+
+
+# Property: nothing a user can put in the settings file or the environment gives a traceback.
+ENV_NAMES = sorted(
+    {name for setting in SETTINGS_REGISTRY.values() for var in setting.env for name in (var, f"{var}_FILE")}
+    | {"DJSERVE_CONFIG", "DJANGO_SETTINGS_MODULE"}
+)
+# Environment values cannot hold NUL or unpaired surrogates.
+ENV_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40)
+TOML_VALUES = st.sampled_from(
+    [
+        "1",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "1.5",
+        "inf",
+        "nan",
+        "true",
+        '"x"',
+        '""',
+        '"auto"',
+        "1979-05-27",
+        "07:32:00",
+        "[1, 2]",
+        '["a"]',
+        "{a = 1}",
+        '"a\\nb"',
+    ]
+)
+
+
+def _table(keys: list[str]) -> st.SearchStrategy[str]:
+    return st.lists(st.tuples(st.sampled_from(keys), TOML_VALUES), max_size=6).map(
+        lambda pairs: "".join(f"{key} = {value}\n" for key, value in pairs)
+    )
+
+
+SETTINGS_FILES = st.one_of(
+    st.binary(max_size=300),
+    ENV_TEXT.map(str.encode),
+    st.tuples(_table(sorted(key_index("kit"))), _table(sorted(key_index("uvicorn")))).map(
+        lambda tables: f"{tables[0]}[uvicorn]\n{tables[1]}".encode()
+    ),
+)
+
+
+# Each example starts djserve: no time limit per example, and no shrinking (minutes of processes).
+ONE_PROCESS_PER_EXAMPLE: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": list(HealthCheck),
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate],
+}
+
+
+def no_traceback(project: Path, env: dict[str, str]) -> None:
+    result = djserve("check", cwd=project, env=env, timeout=60)
+    assert result.code in (0, 78), (result.code, result.err)
+    assert "Traceback" not in result.err, result.err
+
+
+@hypothesis_settings(max_examples=30, **ONE_PROCESS_PER_EXAMPLE)
+@given(content=SETTINGS_FILES)
+def test_any_settings_file_gives_no_traceback(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, content: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("file") / "djserve.toml"
+    path.write_bytes(content)
+    no_traceback(project, {**SETTINGS, "DJSERVE_CONFIG": str(path)})
+
+
+@hypothesis_settings(max_examples=30, **ONE_PROCESS_PER_EXAMPLE)
+@given(env=st.dictionaries(st.sampled_from(ENV_NAMES), ENV_TEXT, max_size=len(ENV_NAMES)))
+def test_any_environment_gives_no_traceback(project: Path, env: dict[str, str]) -> None:
+    no_traceback(project, {**SETTINGS, **env})

@@ -14,20 +14,20 @@ from typing import Any
 
 
 def serve(args: Sequence[str]) -> None:
-    from djserve import logs, preflight, prestart, serving
+    from djserve import launch, logs, preflight, prestart
 
     try:
         with prestart.stoppable():
-            settings = preflight.in_child(args)
-        logs.configure(settings["log_format"])
-        prestart.run(settings)
+            ready = preflight.in_child(args)
+        logs.configure(ready.values["log_format"])
+        prestart.run(ready.values)
     except prestart.StepFailed as failure:
         prestart.log.error("%s", failure)
         sys.exit(failure.code)
     except prestart.Terminated:
         prestart.log.info("stopped during prestart")
         sys.exit(128 + 15)
-    serving.serve(settings)
+    launch.serve(ready)
 
 
 def _shown(name: str, value: Any) -> Any:

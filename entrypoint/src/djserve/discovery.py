@@ -7,7 +7,6 @@ reported once, before anything binds, in words that name the module and attribut
 from __future__ import annotations
 
 import importlib
-import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -19,15 +18,6 @@ SETTINGS_WHERE = "DJANGO_SETTINGS_MODULE (environment)"
 
 class AppNotFound(Exception):
     pass
-
-
-def use_app_dir(app_dir: str) -> None:
-    """Import the user's modules from ``app_dir`` as uvicorn's --app-dir does; "" is the working directory.
-
-    uvicorn's workers are spawned with this process's ``sys.path``, so they find them there too.
-    """
-    if app_dir not in sys.path:
-        sys.path.insert(0, app_dir)
 
 
 def _import_failure(module: str, error: BaseException) -> str:

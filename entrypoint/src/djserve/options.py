@@ -269,7 +269,7 @@ class Setting:
             raise click.BadParameter(f"expected a single value, got {type(value).__name__}")
         try:
             return self.param.type.convert(value, self.param, None)
-        except (TypeError, ValueError, OverflowError):  # a TOML date for a number, say
+        except (AttributeError, TypeError, ValueError, OverflowError):  # a TOML date or 0 for a flag, say
             raise click.BadParameter(f"{value!r} is not a valid {self.param.type.name}") from None
 
 

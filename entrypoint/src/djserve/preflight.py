@@ -1,7 +1,7 @@
 """Everything that can fail before anything binds: resolution, validation and the app import.
 
 ``djserve serve`` does it in a short-lived child process that hands the resolved settings back, so the
-serving process (the workers' supervisor, PID 1 in a container) never imports Django, the user's
+serving process (the workers' supervisor, the container's main process under tini) never imports Django, the user's
 settings or the app: it stays small, and a broken app still ends in exit 78 before the port is bound.
 """
 
@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from djserve.launch import Launch
     from djserve.settings import Settings
 
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -40,22 +41,24 @@ def settings(args: Sequence[str], *, with_app: bool) -> Settings:
 
 
 def _child(args: Sequence[str], result: Connection) -> None:
-    result.send(settings(args, with_app=True))
+    from djserve.serving import launch
+
+    result.send(launch(settings(args, with_app=True)))
 
 
-def in_child(args: Sequence[str]) -> Settings:
-    """``settings(args, with_app=True)``, run in a spawned child; its exit code is ours if it has none."""
+def in_child(args: Sequence[str]) -> Launch:
+    """``settings(args, with_app=True)`` in a spawned child, as a Launch; its exit code is ours if it sends none."""
     receiving, sending = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.get_context("spawn").Process(target=_child, args=(list(args), sending), name="preflight")
     child.start()
     sending.close()
     try:
-        resolved: Settings = receiving.recv()
+        resolved: Launch = receiving.recv()
     except EOFError:  # it exited first: problems printed, --help shown, or a crash
         child.join()
         code = child.exitcode or 0
         sys.exit(128 - code if code < 0 else code)
-    except BaseException:  # stopped (SIGTERM during prestart's watch) while it was still working
+    except BaseException:  # stopped (SIGTERM raises Terminated) while it was still working
         child.terminate()
         child.join()
         raise

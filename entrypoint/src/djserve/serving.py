@@ -1,12 +1,14 @@
-"""Running uvicorn in this process, with the exact settings that ``djserve command`` prints."""
+"""uvicorn's options, exactly as ``djserve command`` prints them and as ``djserve serve`` runs them."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
+import sys
 from typing import Any
 
-from djserve.discovery import use_app_dir
+from uvicorn.config import LOGGING_CONFIG
+
+from djserve.launch import Launch
 from djserve.logs import JSON_CONFIG
 from djserve.options import SETTINGS
 from djserve.settings import Settings
@@ -52,26 +54,19 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def serve(settings: Settings) -> None:
-    """Serve under djserve's supervisor, even with one worker: a worker that dies, recycles or gets stuck
-    is replaced, and this process, PID 1 in a container, stays. ``reload`` uses uvicorn's reloader."""
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-    from uvicorn.supervisors import ChangeReload
-
-    from djserve.server import Server
-    from djserve.supervisor import Supervisor
-
-    os.environ.update(handoff(settings))
-    use_app_dir(settings["app_dir"])
+def launch(settings: Settings) -> Launch:
+    """What the serving process needs, so that it imports neither the settings machinery nor Django."""
     options = uvicorn_options(settings)
     options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
     for name in ("reload_dirs", "reload_includes", "reload_excludes"):
         options[name] = list(options[name]) or None
     if options["log_config"] is None:
         options["log_config"] = LOGGING_CONFIG
-    config = uvicorn.Config(FACTORY, factory=True, **options)
-    if config.should_reload:
-        ChangeReload(config, target=Server(config).run, sockets=[config.bind_socket()]).run()
-    else:
-        Supervisor(config, sockets=[config.bind_socket()]).run()
+    return Launch(
+        values={name: effective.value for name, effective in settings.values.items()},
+        config={"app": FACTORY, "factory": True, **options},
+        environ=handoff(settings),
+        # The workers are spawned with the serving process's sys.path: they import the app from where
+        # the validating process found it (it added app_dir there).
+        sys_path=list(sys.path),
+    )

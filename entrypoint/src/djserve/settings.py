@@ -5,6 +5,7 @@ defaults < preset < Django's PRODUCTION_PROCESSES < mounted file < environment <
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,8 @@ def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tup
     module = environ.get("DJANGO_SETTINGS_MODULE")
     if not module:
         return Layer(), None
-    discovery.use_app_dir(app_dir)
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)  # as uvicorn does with --app-dir; "" is the working directory
     django_settings, problem = discovery.load_settings(module)
     if problem:
         return Layer(problems=[problem]), None

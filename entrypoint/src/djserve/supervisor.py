@@ -10,9 +10,10 @@ A worker answers from its event loop (``djserve.server``). One whose loop has no
 ``timeout_worker_healthcheck`` is stuck: like gunicorn's ``WORKER TIMEOUT``, the supervisor has it write
 the stack of every thread (faulthandler, on SIGUSR1) into a pipe, logs it, then kills and replaces it.
 
-This module reads uvicorn 0.54 internals (``Process.parent_conn``/``child_conn``/``process``/``_server``,
-``Multiprocess.processes``/``processes_num``/``sockets``); the pin in pyproject.toml is for them. Django is
-never imported here: the supervisor stays a small process.
+This module reads uvicorn 0.54 internals (``Process.parent_conn``/``child_conn``/``process``/``_server``
+and the ping protocol, ``Multiprocess.processes``/``processes_num``/``sockets``/``should_exit`` and its
+signal queue); the pin in pyproject.toml is for them. Django is never imported here: the supervisor stays
+a small process.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Worker(UvicornProcess):
     """A worker process, with the supervisor's record of its pings."""
 
     def __init__(self, config: Config, sockets: list[socket]) -> None:
-        # Created before uvicorn's __init__ so that the child receives the writing end with the rest.
+        # The whole object travels to the worker when it starts; the worker keeps the writing end.
         self.stacks, self.stack_writer = Pipe(duplex=False)
         super().__init__(config, sockets)
         self.pinged_at: float | None = None  # an unanswered ping, sent then
@@ -123,6 +124,12 @@ class Supervisor(Multiprocess):
     def __init__(self, config: Config, sockets: list[socket]) -> None:
         super().__init__(config, sockets)
         self.startup_failed = False
+        # uvicorn's handlers queue the signals; this pipe also wakes the round's wait, so SIGTERM reaches
+        # the workers at once rather than after the round.
+        self.wakeup, wakeup_write = os.pipe()
+        for fd in (self.wakeup, wakeup_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
 
     def spawn(self) -> Worker:
         worker = Worker(self.config, self.sockets)
@@ -147,7 +154,7 @@ class Supervisor(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         """One round: ping who is due, wait for answers, exits and stacks together, then act on them."""
         now = time.monotonic()
-        waiting: dict[Any, tuple[str, Worker]] = {}
+        waiting: dict[Any, tuple[str, Worker | None]] = {self.wakeup: ("signal", None)}
         wake = now + PING_INTERVAL
         for worker in self.processes:
             if worker.killed:
@@ -165,13 +172,16 @@ class Supervisor(Multiprocess):
                 wake = min(wake, worker.pinged_at + self.config.timeout_worker_healthcheck)
             waiting[worker.process.sentinel] = ("exit", worker)
         for ready in wait(list(waiting), timeout=max(0.0, wake - now)):
-            event, worker = waiting[ready]
-            if event == "exit":
-                self.replace(worker)
+            event, whose = waiting[ready]
+            if whose is None:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 512)  # the queued signals are handled after this round
+            elif event == "exit":
+                self.replace(whose)
             elif event == "answer":
-                worker.answered(time.monotonic())
+                whose.answered(time.monotonic())
             else:
-                worker.read_stack()
+                whose.read_stack()
         self.check_timeouts(time.monotonic())
 
     def check_timeouts(self, now: float) -> None:
@@ -209,8 +219,15 @@ class Supervisor(Multiprocess):
         self.processes[self.processes.index(worker)] = self.spawn()
 
     def on_worker_exit(self, worker: Worker) -> None:
-        """Called once for every worker that exited on its own or was killed, after it is reaped."""
-        logger.info("Child process [%d] died (exit code %s)", worker.pid, worker.exitcode)
+        """Called once for every worker that ended, however it ended, after it is reaped."""
+        code = worker.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        logger.info("Child process [%d] ended: %s", worker.pid, how)
+
+    def join_all(self) -> None:
+        for worker in self.processes:
+            worker.join()
+            self.on_worker_exit(worker)
 
     def restart_all(self) -> None:
         """SIGHUP: replace each worker, bringing its replacement into service before retiring the old one."""
@@ -228,6 +245,7 @@ class Supervisor(Multiprocess):
             old.terminate()
             old.join()
             old.close()
+            self.on_worker_exit(old)
             self.processes[index] = new
 
     def handle_ttin(self) -> None:

@@ -79,8 +79,9 @@ def _tls(settings: Settings) -> list[Problem]:
         return [Problem(settings.where(given), f"TLS needs both a key and a certificate: set {missing} too")]
     if not key:
         return []
+    password = settings["ssl_keyfile_password"] or ""  # never OpenSSL's prompt on the terminal
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, settings["ssl_keyfile_password"])
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, lambda: password)
     except (OSError, ssl.SSLError) as error:
         where = f"{settings.where('ssl_certfile')}, {settings.where('ssl_keyfile')}"
         return [Problem(where, f"the certificate and key do not load: {error}")]
