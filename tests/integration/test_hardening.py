@@ -158,7 +158,9 @@ def close_all(sockets: Iterable[socket.socket]) -> None:
 
 def rss_kib(container: Container, pid: int) -> int:
     status = container.exec("cat", f"/proc/{pid}/status").stdout
-    return int(re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)[1])  # type: ignore[index]
+    rss = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+    assert rss, status
+    return int(rss[1])
 
 
 def tmp_kib(container: Container) -> int:
