@@ -186,6 +186,10 @@ def test_content_length_over_the_limit_is_refused_before_the_body(serve: Any, ht
         response = read_until_closed(sock)
     assert status(response) == 413 and response.endswith(b"Request Entity Too Large\n")
     with dial(server) as sock:
+        # curl asks before sending a large body: the answer is 413, never "100 Continue".
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        assert status(read_until_closed(sock)) == 413
+    with dial(server) as sock:
         sock.sendall(b"POST /-/health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
         assert status(read_response(sock)) == 200
 
@@ -209,8 +213,12 @@ def test_chunked_body_is_cut_off_at_the_limit(serve: Any, http: str) -> None:
 def _slow_site(site: Path) -> None:
     urls = site / "mysite" / "urls.py"
     urls.write_text(
-        urls.read_text() + "\nimport asyncio\nfrom django.http import HttpResponse\n"
-        "async def slow(request):\n    await asyncio.sleep(4)\n    return HttpResponse('done')\n"
+        urls.read_text()
+        + "\nimport asyncio, itertools\nfrom django.conf import settings\nfrom django.http import HttpResponse\n"
+        "arrivals = itertools.count()\n"
+        "async def slow(request):\n"
+        "    (settings.BASE_DIR / f'arrived-{next(arrivals)}').touch()\n"
+        "    await asyncio.sleep(4)\n    return HttpResponse('done')\n"
         "async def fast(request):\n    return HttpResponse('fast')\n"
         "urlpatterns += [path('slow', slow), path('fast', fast)]\n"
     )
@@ -220,16 +228,17 @@ def _slow_site(site: Path) -> None:
 def test_probes_answer_while_limit_concurrency_is_saturated(site: Path, serve: Any, http: str) -> None:
     _slow_site(site)
     server = limited(serve, http, "--limit-concurrency", "2", "--timeout-keep-alive", "30")
-    # Idle keep-alive connections do not count towards the limit.
+    # Idle keep-alive connections do not count towards the limit (uvicorn counted them).
     idle = [dial(server) for _ in range(3)]
     for sock in idle:
         sock.sendall(HEAD + b"\r\n")
         assert status(read_response(sock)) == 200
-    assert get(server.url("/fast"))[0] == 200
     slow = [threading.Thread(target=get, args=(server.url("/slow"),), kwargs={"timeout": 20}) for _ in range(2)]
     for thread in slow:
         thread.start()
-    time.sleep(1.5)  # both slow requests are in flight
+    deadline = time.monotonic() + 15
+    while len(list(site.glob("arrived-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # until both slow requests are in flight
     try:
         assert get(server.url("/-/health")) == (200, b"ok\n")
         assert get(server.url("/-/ready")) == (200, b"ready\n")
@@ -301,7 +310,12 @@ def test_websockets_beyond_ws_max_connections_are_refused_with_503(site: Path, s
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_bad_host_and_malformed_requests_log_one_line_each(serve: Any, log_format: str) -> None:
+def test_bad_host_and_malformed_requests_log_one_line_each(site: Path, serve: Any, log_format: str) -> None:
+    # As in production: with DEBUG = True, Django's own console handler also prints the traceback.
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(
+        settings.read_text().replace("DEBUG = True", "DEBUG = False") + "\nALLOWED_HOSTS = ['127.0.0.1']\n"
+    )
     server = serve(DJSERVE_LOG_FORMAT=log_format)
     assert get(server.url("/"), {"Host": "attacker.example"})[0] == 400
     with dial(server) as sock:

@@ -1,14 +1,13 @@
 """What a worker holds at once: HTTP requests in flight and open WebSockets.
 
-The counts are per worker process, kept here so that the limits (``limit_concurrency`` in
-``djserve.protocols``, ``ws_max_connections`` below) and the metrics read the same numbers.
+The counts are per worker process. ``limit_concurrency`` (in ``djserve.protocols``) and
+``ws_max_connections`` (below) are enforced on them; ``requests_in_flight`` and ``websockets_open``
+let other code of the worker read them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from djserve.probes import HEADERS, ASGIApp, Receive, Scope, Send
 
@@ -16,18 +15,19 @@ logger = logging.getLogger("uvicorn.error")
 
 
 class Count:
-    """A number of things in progress in this worker's event loop (no lock: one thread counts)."""
+    """A number of things in progress in this worker's event loop (no lock: one thread counts).
+
+    ``with count:`` holds one for the duration of the block.
+    """
 
     def __init__(self) -> None:
         self.value = 0
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
+    def __enter__(self) -> None:
         self.value += 1
-        try:
-            yield
-        finally:
-            self.value -= 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.value -= 1
 
 
 HTTP_REQUESTS = Count()
@@ -61,7 +61,7 @@ class WebSocketLimit:
         elif WEBSOCKETS.value >= self.limit:
             await self._refuse(scope, receive, send)
         else:
-            with WEBSOCKETS.held():
+            with WEBSOCKETS:
                 await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

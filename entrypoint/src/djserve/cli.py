@@ -10,7 +10,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from djserve.settings import Effective
 
 
 def serve(args: Sequence[str]) -> None:
@@ -30,11 +33,12 @@ def serve(args: Sequence[str]) -> None:
     launch.serve(ready)
 
 
-def _shown(name: str, value: Any) -> Any:
+def _shown(name: str, effective: Effective) -> Any:
     from djserve.command import REDACTED
     from djserve.options import SETTINGS
 
-    if SETTINGS[name].secret and value is not None:
+    value = effective.value
+    if (SETTINGS[name].secret or effective.secret) and value is not None:
         return REDACTED
     return list(value) if isinstance(value, tuple) else value
 
@@ -44,7 +48,7 @@ def config(args: Sequence[str]) -> None:
 
     as_json = "--json" in args
     resolved = settings([a for a in args if a != "--json"], with_app=False)
-    shown = {name: {"value": _shown(name, e.value), "source": e.source} for name, e in resolved.values.items()}
+    shown = {name: {"value": _shown(name, e), "source": e.source} for name, e in resolved.values.items()}
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return

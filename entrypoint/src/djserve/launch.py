@@ -12,12 +12,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+EX_CONFIG = 78  # sysexits.h: configuration error
+
 
 @dataclass(frozen=True)
 class Launch:
     values: dict[str, Any]  # every setting's value, by name
     config: dict[str, Any]  # uvicorn.Config's arguments
     environ: dict[str, str]  # for the workers; see djserve.worker
+    cleared: list[str]  # removed from the environment before ``environ`` is added
     sys_path: list[str]
 
 
@@ -30,10 +33,30 @@ def serve(launch: Launch) -> None:
     from djserve.server import Server
     from djserve.supervisor import Supervisor
 
+    for var in launch.cleared:
+        os.environ.pop(var, None)
     os.environ.update(launch.environ)
+    if launch.values["metrics"]:
+        _prepare_metrics()
     sys.path[:] = launch.sys_path
     config = uvicorn.Config(**launch.config)
     if config.should_reload:
         ChangeReload(config, target=Server(config).run, sockets=[config.bind_socket()]).run()
     else:
         Supervisor(config, sockets=[config.bind_socket()]).run()
+
+
+def _prepare_metrics() -> None:
+    """The multiprocess directory, before any worker imports prometheus_client."""
+    from djserve import metrics
+
+    try:
+        metrics.prepare_directory()
+    except OSError as error:
+        # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
+        print(
+            f"metrics: cannot prepare the metrics directory ({error}); mount a tmpfs at /tmp, set "
+            f"{metrics.DIRECTORY} to a writable directory, or set metrics = false",
+            file=sys.stderr,
+        )
+        sys.exit(EX_CONFIG)

@@ -2,6 +2,17 @@
 
 JSON mode is a uvicorn log config file (``logs.json``), so ``djserve command`` can hand the very same
 configuration to a plain ``uvicorn --log-config`` and each worker process loads it the uvicorn way.
+Every logger propagates to the root's one JSON handler; djserve adds no handler to, and removes none
+from, Django's loggers. Django's own ``console`` handler on the ``django`` logger only writes with
+``DEBUG = True`` (its ``require_debug_true`` filter), so in production each record is written once; with
+``DEBUG = True`` Django's plain-text copy appears beside the JSON line, as in development.
+
+In JSON mode uvicorn's access logger is silent: its record has no duration, so ``djserve.metrics`` writes
+the access line (``djserve.access``) instead, when the access log is on.
+
+In text mode djserve's own handler on the root logger writes the records of every logger that uvicorn's
+configuration leaves alone, Django's included, in uvicorn's format. In both modes djserve's handler
+writes a client's error as one line (``ClientErrors``).
 """
 
 from __future__ import annotations
@@ -9,29 +20,34 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
+
 JSON_CONFIG = str(files("djserve").joinpath("logs.json"))
-# uvicorn.access records carry these positional args.
-ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
+FIELDS = {"levelname": "level", "name": "logger", "process": "pid", "exc_info": "exception"}
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
-            entry.update(zip(ACCESS_FIELDS, record.args, strict=True))
-        entry["message"] = record.getMessage()
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+class JsonFormatter(BaseJsonFormatter):
+    """``time``, ``level``, ``logger``, ``message`` and ``pid`` on every line, and every ``extra`` field.
+
+    Extra values that are not JSON (Django's ``request``) are written as their ``str()``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s %(process)d",
+            rename_fields=FIELDS,
+            timestamp="time",
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI-coloured copy of the message
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data["level"]).lower()
+        return log_data
 
 
 class ClientErrors(logging.Filter):
@@ -62,18 +78,12 @@ def text_handler() -> logging.Handler:
     return handler
 
 
-def quiet_django_console() -> None:
-    """Drop Django's own console handler (DEBUG only): djserve's root handler already writes its records."""
-    from django.utils.log import RequireDebugTrue
-
-    logger = logging.getLogger("django")
-    for handler in [h for h in logger.handlers if any(isinstance(f, RequireDebugTrue) for f in h.filters)]:
-        logger.removeHandler(handler)
-
-
 def for_worker(log_format: str) -> None:
-    """In every worker once Django is set up: each of Django's records written once, by djserve's handler."""
-    quiet_django_console()
+    """In every worker, text mode: djserve's root handler, unless the root logger already has one.
+
+    uvicorn's text configuration gives only its own loggers handlers; without one on the root, a
+    worker's Django records reached Python's last-resort handler, traceback and all.
+    """
     root = logging.getLogger()
     if log_format == "text" and not root.handlers:
         root.addHandler(text_handler())

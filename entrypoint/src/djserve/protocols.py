@@ -34,9 +34,8 @@ from http import HTTPStatus
 from typing import Any
 
 import h11
-import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http import h11_impl, httptools_impl
+from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.server import ServerState
 
@@ -144,7 +143,7 @@ class _Guard(asyncio.Protocol):
             self.logger.warning("Exceeded concurrency limit.")
             await service_unavailable(scope, receive, send)  # type: ignore[arg-type]
         else:
-            with capacity.HTTP_REQUESTS.held():
+            with capacity.HTTP_REQUESTS:
                 await self.downstream(scope, receive, send)
 
     # Connection events
@@ -266,52 +265,58 @@ class _Guard(asyncio.Protocol):
             self.transport.close()
 
 
-class _Parser(httptools.HttpRequestParser):
-    """httptools reports an exception raised in a callback as a parser error; this raises a refusal as is."""
+try:
+    import httptools
+    from uvicorn.protocols.http import httptools_impl
+except ImportError:  # uvicorn without its [standard] extra: only the h11 protocol exists
+    pass
+else:
 
-    def feed_data(self, data: bytes | bytearray | memoryview | array[int]) -> None:
-        try:
-            super().feed_data(data)
-        except httptools.HttpParserCallbackError as error:
-            if isinstance(error.__context__, Refused):
-                raise error.__context__ from None
-            raise
+    class _Parser(httptools.HttpRequestParser):
+        """httptools reports an exception raised in a callback as a parser error; this raises a refusal as is."""
 
+        def feed_data(self, data: bytes | bytearray | memoryview | array[int]) -> None:
+            try:
+                super().feed_data(data)
+            except httptools.HttpParserCallbackError as error:
+                if isinstance(error.__context__, Refused):
+                    raise error.__context__ from None
+                raise
 
-class HttpToolsProtocol(_Guard, httptools_impl.HttpToolsProtocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.parser = _Parser(self)
-        # As uvicorn sets it on its own parser: answer the first of pipelined requests after a close.
-        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self._guard()
+    class HttpToolsProtocol(_Guard, httptools_impl.HttpToolsProtocol):
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self.parser = _Parser(self)
+            # As uvicorn sets it on its own parser: answer the first of pipelined requests after a close.
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            self._guard()
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= self.limits.max_headers:
-            raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "more header fields than max_headers")
-        super().on_header(name, value)
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if len(self.headers) >= self.limits.max_headers:
+                raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "more header fields than max_headers")
+            super().on_header(name, value)
 
-    def on_headers_complete(self) -> None:
-        self._head_complete(self.headers)
-        super().on_headers_complete()
+        def on_headers_complete(self) -> None:
+            self._head_complete(self.headers)
+            super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        self._body_received(len(body))
-        super().on_body(body)
+        def on_body(self, body: bytes) -> None:
+            self._body_received(len(body))
+            super().on_body(body)
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._message_complete()
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._message_complete()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._response_complete()
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._response_complete()
 
 
 class _Connection(h11.Connection):

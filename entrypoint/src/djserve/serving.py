@@ -66,6 +66,8 @@ def launch(settings: Settings) -> Launch:
         values={name: effective.value for name, effective in settings.values.items()},
         config={"app": FACTORY, "factory": True, **options},
         environ=handoff(settings),
+        # A handed-off setting the user's environment turned on, and a later layer off, must not reach workers.
+        cleared=[var for var, _ in HANDOFF],
         # The workers are spawned with the serving process's sys.path: they import the app from where
         # the validating process found it (it added app_dir there).
         sys_path=list(sys.path),

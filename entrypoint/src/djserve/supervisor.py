@@ -36,6 +36,7 @@ from uvicorn.server import Server as UvicornServer
 from uvicorn.supervisors.multiprocess import Multiprocess
 from uvicorn.supervisors.multiprocess import Process as UvicornProcess
 
+from djserve import metrics
 from djserve.server import Server
 
 logger = logging.getLogger("uvicorn.error")
@@ -223,6 +224,8 @@ class Supervisor(Multiprocess):
         code = worker.exitcode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
         logger.info("Child process [%d] ended: %s", worker.pid, how)
+        if worker.pid is not None:
+            metrics.worker_exited(worker.pid)
 
     def join_all(self) -> None:
         for worker in self.processes:
