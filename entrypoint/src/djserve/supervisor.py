@@ -44,6 +44,10 @@ logger = logging.getLogger("uvicorn.error")
 PING_INTERVAL = 0.5  # uvicorn's supervisor pings as often
 STACK_SIGNAL = signal.SIGUSR1
 STACK_GRACE = 1.0  # seconds a stuck worker has to write its stack before SIGKILL
+# Until its first answer a worker is still starting its interpreter and importing uvicorn, before anything
+# can answer a ping (or take SIGUSR1): on a loaded or throttled CPU that takes seconds. Like gunicorn's
+# boot, it gets a longer allowance then; once it has answered, timeout_worker_healthcheck applies.
+STARTUP_ALLOWANCE = 30.0
 
 
 class Worker(UvicornProcess):
@@ -58,6 +62,7 @@ class Worker(UvicornProcess):
         self.stuck_at: float | None = None  # asked for its stack then
         self.killed = False
         self.stack = b""
+        self.has_answered = False
 
     # In the worker.
 
@@ -97,7 +102,11 @@ class Worker(UvicornProcess):
         except (OSError, EOFError, pickle.UnpicklingError):
             return
         self.pinged_at = None
+        self.has_answered = True
         self.next_ping = now + PING_INTERVAL
+
+    def allowance(self, timeout: float) -> float:
+        return timeout if self.has_answered else max(timeout, STARTUP_ALLOWANCE)
 
     def ask_for_stack(self, now: float) -> None:
         assert self.process.pid is not None
@@ -170,7 +179,7 @@ class Supervisor(Multiprocess):
                     wake = min(wake, worker.next_ping)
             if worker.pinged_at is not None and worker.stuck_at is None:
                 waiting[worker.parent_conn] = ("answer", worker)
-                wake = min(wake, worker.pinged_at + self.config.timeout_worker_healthcheck)
+                wake = min(wake, worker.pinged_at + worker.allowance(self.config.timeout_worker_healthcheck))
             waiting[worker.process.sentinel] = ("exit", worker)
         for ready in wait(list(waiting), timeout=max(0.0, wake - now)):
             event, whose = waiting[ready]
@@ -190,7 +199,8 @@ class Supervisor(Multiprocess):
         for worker in self.processes:
             if worker.killed or worker.process.exitcode is not None:
                 continue
-            if worker.stuck_at is None and worker.pinged_at is not None and now - worker.pinged_at > timeout:
+            waited = None if worker.pinged_at is None else now - worker.pinged_at
+            if worker.stuck_at is None and waited is not None and waited > worker.allowance(timeout):
                 worker.ask_for_stack(now)
             elif worker.stuck_at is not None and now - worker.stuck_at >= STACK_GRACE:
                 worker.read_stack()
