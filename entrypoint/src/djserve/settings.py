@@ -32,6 +32,7 @@ class Effective:
     value: Any
     source: str
     where: str
+    secret: bool = False  # read from a file: shown as <redacted>, like a secret setting
 
 
 @dataclass
@@ -53,6 +54,8 @@ def _convert(value: Value) -> Any:
 
 def _problem(value: Value, error: click.BadParameter) -> Problem:
     message = error.message.rstrip(".")
+    if value.secret:  # a value read from a file is never printed, not even when it is wrong
+        return Problem(value.where, f"not a valid {value.setting.param.type.name} (the file's value is not shown)")
     if isinstance(value.raw, str) and value.raw.startswith("tcp://"):
         message += " (a Kubernetes service link? set enableServiceLinks: false on the pod)"
     return Problem(value.where, message)
@@ -83,10 +86,13 @@ def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tup
     return from_production_processes(processes, process), django_settings
 
 
-def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Merge every layer. Problems are collected, never raised, so all of them are reported at once."""
+def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> Settings:
+    """Merge every layer. Problems are collected, never raised, so all of them are reported at once.
+
+    ``files``: the variables ``djserve.envfiles`` defined from ``_FILE`` variables, as it reports them.
+    """
     path = config_path(environ)
-    upper = [from_file(path) if path else Layer(), from_environ(environ), from_cli(args)]
+    upper = [from_file(path) if path else Layer(), from_environ(environ, files), from_cli(args)]
     preset = _pick(SETTINGS["preset"], upper)
     django, django_settings = _django_layer(
         environ, _pick(SETTINGS["process"], upper), _pick(SETTINGS["app_dir"], upper)
@@ -101,7 +107,7 @@ def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
             except click.BadParameter as error:
                 settings.problems.append(_problem(value, error))
                 continue
-            settings.values[value.setting.name] = Effective(converted, value.source, value.where)
+            settings.values[value.setting.name] = Effective(converted, value.source, value.where, value.secret)
 
     module = environ.get("DJANGO_SETTINGS_MODULE")
     hybrid = settings["interface"] == "hybrid"

@@ -25,6 +25,10 @@ HANDOFF = (
     ("DJSERVE_THREADS", "threads"),
     ("DJSERVE_MAX_BODY_BYTES", "max_body_bytes"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
+    ("DJSERVE_SERVE_STATIC", "serve_static"),
+    ("DJSERVE_METRICS", "metrics"),
+    ("DJSERVE_METRICS_PATH", "metrics_path"),
+    ("UVICORN_ACCESS_LOG", "access_log"),
     ("UVICORN_FACTORY", "factory"),
 )
 
@@ -55,8 +59,20 @@ def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
     draining.install()
     app = _interface_app(environ["DJSERVE_INTERFACE"], environ)
-    if environ.get("DJSERVE_LOG_FORMAT") == "json":
-        from djserve.logs import quiet_django_console
+    if environ.get("DJSERVE_SERVE_STATIC") == "true":
+        from djserve import static
 
-        quiet_django_console()
-    return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
+        app = static.wrap(app)
+    return Probes(_observed(app, environ), environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
+
+
+def _observed(app: ASGIApp, environ: Mapping[str, str]) -> ASGIApp:
+    """Metrics and the access log with durations, below the probes (which neither counts nor logs)."""
+    metrics_path = environ.get("DJSERVE_METRICS_PATH") if environ.get("DJSERVE_METRICS") == "true" else None
+    # In JSON mode djserve writes the access line (uvicorn's has no duration); text keeps uvicorn's own.
+    log_access = environ.get("UVICORN_ACCESS_LOG") == "true" and environ.get("DJSERVE_LOG_FORMAT") == "json"
+    if metrics_path is None and not log_access:
+        return app
+    from djserve.metrics import Observed
+
+    return Observed(app, metrics_path=metrics_path, log_access=log_access)
