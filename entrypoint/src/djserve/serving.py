@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sys
@@ -30,6 +31,18 @@ def handoff(settings: Settings) -> dict[str, str]:
     return env
 
 
+# djserve's subclasses of uvicorn's HTTP protocols: the header deadline, size limits and probe-aware
+# concurrency limit (see ``djserve.protocols``). A ``module:attr`` the user gave is left alone.
+HTTP_PROTOCOLS = {"httptools": "djserve.protocols:HttpToolsProtocol", "h11": "djserve.protocols:H11Protocol"}
+
+
+def http_protocol(http: str) -> str:
+    """The ``--http`` import path for uvicorn's ``http`` setting; ``auto`` chooses as uvicorn does."""
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return HTTP_PROTOCOLS.get(http, http)
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options as its CLI spells their values, with the kit's log format folded in."""
     options = {
@@ -38,6 +51,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         if setting.group == "uvicorn" and name not in NOT_PASSED
     }
     options["interface"] = "asgi3"  # the app uvicorn sees is djserve's ASGI wrapper, whatever Django's is
+    options["http"] = http_protocol(options["http"])
     if settings["log_format"] == "json":
         options["log_config"] = JSON_CONFIG
     return options
