@@ -203,6 +203,7 @@ def worker(interface: str, *, serve_static: bool, metrics: bool) -> ASGI:
         "DJSERVE_READY_PATH": "/readyz",
         "DJSERVE_THREADS": "8",
         "DJSERVE_MAX_BODY_BYTES": str(10 * 1024 * 1024),
+        "DJSERVE_WS_MAX_CONNECTIONS": "1000",
         "DJANGO_SETTINGS_MODULE": "demo.settings",
         "DJSERVE_SERVE_STATIC": "true" if serve_static else "false",
         "DJSERVE_METRICS": "true" if metrics else "false",
