@@ -10,9 +10,9 @@ Requests wait for a free thread instead of creating one.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
+from contextlib import asynccontextmanager
 
 from asgiref.sync import ThreadSensitiveContext
 
@@ -20,67 +20,33 @@ from djserve.probes import ASGIApp, Receive, Scope, Send
 
 
 class ExecutorPool:
-    """``size`` single-thread executors, checked out one per request and returned when it ends.
-
-    Waiting requests get executors in arrival order. The checkout is a plain class over a deque, not an
-    ``asynccontextmanager`` over an ``asyncio.Queue``: it is on every request's path, and a free
-    executor is taken without suspending (``bench/findings.md`` has the cost of both).
-    """
+    """``size`` single-thread executors, checked out one per request and returned when it ends."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"djserve-{n}") for n in range(size)]
-        self._free = deque(self._executors)
-        self._waiters: deque[asyncio.Future[ThreadPoolExecutor]] = deque()
+        self._free: asyncio.Queue[ThreadPoolExecutor] | None = None
 
-    def checkout(self) -> Checkout:
-        return Checkout(self)
+    def _queue(self) -> asyncio.Queue[ThreadPoolExecutor]:
+        # Created on first use, inside the worker's running loop.
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for executor in self._executors:
+                self._free.put_nowait(executor)
+        return self._free
 
-    async def _take(self) -> ThreadPoolExecutor:
-        if self._free:
-            return self._free.popleft()
-        waiter: asyncio.Future[ThreadPoolExecutor] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    @asynccontextmanager
+    async def checkout(self) -> AsyncIterator[ThreadPoolExecutor]:
+        free = self._queue()
+        executor = await free.get()
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Cancelled after an executor was handed over, before this task resumed: pass it on.
-            if waiter.done() and not waiter.cancelled():
-                self._give_back(waiter.result())
-            raise
-
-    def _give_back(self, executor: ThreadPoolExecutor) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():  # a cancelled waiter is skipped
-                waiter.set_result(executor)
-                return
-        self._free.append(executor)
+            yield executor
+        finally:
+            free.put_nowait(executor)
 
     def shutdown(self) -> None:
         for executor in self._executors:
             executor.shutdown(wait=False)
-
-
-class Checkout:
-    """``async with pool.checkout() as executor``: one executor of ``pool``, held for the block."""
-
-    __slots__ = ("_executor", "_pool")
-
-    def __init__(self, pool: ExecutorPool) -> None:
-        self._pool = pool
-        self._executor: ThreadPoolExecutor | None = None
-
-    async def __aenter__(self) -> ThreadPoolExecutor:
-        self._executor = await self._pool._take()
-        return self._executor
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if self._executor is not None:
-            self._pool._give_back(self._executor)
-            self._executor = None
 
 
 class PooledThreads:
