@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from djserve import draining, logs
+from djserve import logs
 from djserve.capacity import WebSocketLimit
 from djserve.discovery import hybrid_wsgi_app, load_app
 from djserve.probes import ASGIApp, Probes
@@ -63,7 +63,6 @@ def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
-    draining.install()
     app = _interface_app(environ["DJSERVE_INTERFACE"], environ)
     logs.for_worker(environ.get("DJSERVE_LOG_FORMAT", "text"))
     if environ.get("DJSERVE_SERVE_STATIC") == "true":
