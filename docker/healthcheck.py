@@ -3,7 +3,8 @@
 Plain http.client, so no HTTP(S)_PROXY variable of the container can route the probe elsewhere and
 nothing beyond the standard library is imported every interval. The port and path are read from the
 environment as djserve reads them (UVICORN_PORT before PORT; DJSERVE_HEALTH_PATH) with djserve's
-defaults; a port set only in a mounted config file needs its own HEALTHCHECK.
+defaults; a port set only in a mounted config file needs its own HEALTHCHECK. The probes answer on
+their bare path under any root_path, so UVICORN_ROOT_PATH needs no handling here.
 """
 
 import http.client

@@ -1,17 +1,29 @@
-"""What the chart's templates decide: settings file, checksum, probes, shutdown, security, Job, routing."""
+"""What the chart's templates decide: settings file, checksum, probes, shutdown, security, Job, routing,
+metrics and the extension values."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import tomllib
 from typing import Any
 
 import helm_python
 import pytest
-from helmchart import CI_VALUES, load_values, render
+from djserve import draining, presets
+from djserve.options import PRESETS, SETTINGS
+from helmchart import CHART, CI_VALUES, load_values, render
 
 CONFIG_FILE = "/etc/djserve/djserve.toml"
 PROXY = {"preset": "proxy", "nginx": {"enabled": True}}
+SCHEMA: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+# The containers the chart itself defines; the others come from the values.
+CHART_CONTAINERS = {"app", "nginx", "migrate"}
+
+
+def _ci(name: str) -> dict[str, Any]:
+    return load_values(next(p for p in CI_VALUES if p.name == name))
 
 
 def _app(values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -43,12 +55,18 @@ def _fails(values: dict[str, Any], message: str) -> None:
 def test_settings_file_carries_values_with_their_toml_types() -> None:
     values: dict[str, Any] = {
         "preset": "websocket",
+        "interface": "hybrid",
         "djserve": {
             "log_format": "json",
             "wait_for": ["db:5432", "redis:6379"],
             "wait_timeout": 2.5,
             "collectstatic": True,
             "app": 'shop.asgi:app "quoted" \\ ü',
+            "threads": 12,
+            "header_timeout": 7.5,
+            "max_body_bytes": 0,
+            "serve_static": False,
+            "metrics_path": "/-/prometheus",
         },
         "uvicorn": {
             "workers": "auto",
@@ -61,10 +79,16 @@ def test_settings_file_carries_values_with_their_toml_types() -> None:
     }
     assert _settings(values) == {
         "preset": "websocket",
-        "interface": "asgi",
+        "interface": "hybrid",
         **values["djserve"],
         "uvicorn": values["uvicorn"],
     }
+
+
+def test_interface_is_left_to_the_preset_unless_set() -> None:
+    """The production and websocket presets choose hybrid: the chart must not pin another."""
+    assert "interface" not in _settings({})
+    assert _settings({"interface": "wsgi"})["interface"] == "wsgi"
 
 
 def test_settings_file_is_mounted_where_djserve_reads_it() -> None:
@@ -178,6 +202,21 @@ def test_probes_use_djserve_paths_with_a_host_header() -> None:
         assert app[name]["httpGet"]["port"] == 8000
 
 
+def test_probes_stay_on_the_bare_path_under_a_root_path() -> None:
+    """djserve answers its probe paths on the bare path under any root_path, so the kubelet keeps them."""
+    for values in (
+        {"uvicorn": {"root-path": "/api"}},
+        {"env": {"UVICORN_ROOT_PATH": "/api"}},
+    ):
+        app = _app(values)
+        assert (
+            app["livenessProbe"]["httpGet"]["path"] == SETTINGS["health_path"].default
+        )
+        assert (
+            app["readinessProbe"]["httpGet"]["path"] == SETTINGS["ready_path"].default
+        )
+
+
 def test_uvicorn_port_moves_container_port_probes_and_service() -> None:
     rendered = render({"uvicorn": {"port": 9000}})
     app = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -214,7 +253,18 @@ def test_proxy_preset_serves_and_probes_through_the_nginx_sidecar() -> None:
         ),
         (
             {"preset": "websocket", "interface": "wsgi"},
-            "preset websocket needs interface asgi",
+            "preset websocket needs interface asgi or hybrid",
+        ),
+        (
+            {
+                "djserve": {"metrics": False},
+                "metrics": {"serviceMonitor": {"enabled": True}},
+            },
+            "metrics.serviceMonitor.enabled needs djserve's metrics",
+        ),
+        (
+            {"djserve": {"metrics": False}, "metrics": {"scrapeAnnotations": True}},
+            "metrics.scrapeAnnotations needs djserve's metrics",
         ),
     ],
 )
@@ -232,6 +282,32 @@ def _grace(values: dict[str, Any]) -> int:
         "terminationGracePeriodSeconds"
     ]
     return seconds
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "default"])
+def test_grace_period_follows_the_presets_graceful_timeout(preset: str) -> None:
+    """The chart's copy of each preset's timeout-graceful-shutdown is presets.toml's."""
+    graceful = presets.table(preset)["uvicorn"]["timeout-graceful-shutdown"]
+    values: dict[str, Any] = {"preset": preset}
+    if preset == "proxy":
+        values = PROXY
+    assert _grace(values) == 5 + graceful + 5
+
+
+def test_default_preset_has_no_graceful_timeout_to_copy() -> None:
+    assert "timeout-graceful-shutdown" not in presets.table("default").get(
+        "uvicorn", {}
+    )
+
+
+def test_smallest_margin_still_covers_the_drain() -> None:
+    """A stopping worker drains before uvicorn's graceful shutdown starts: the margin must cover it."""
+    smallest = SCHEMA["properties"]["shutdown"]["properties"]["marginSeconds"][
+        "minimum"
+    ]
+    graceful = presets.table("production")["uvicorn"]["timeout-graceful-shutdown"]
+    grace = _grace({"shutdown": {"preStopSleepSeconds": 5, "marginSeconds": smallest}})
+    assert grace > 5 + draining.DRAIN_SECONDS + graceful
 
 
 def test_grace_period_covers_prestop_and_graceful_shutdown() -> None:
@@ -294,10 +370,72 @@ def test_every_pod_meets_the_restricted_standard(values_file: Any) -> None:
             assert context["allowPrivilegeEscalation"] is False
             assert context["capabilities"] == {"drop": ["ALL"]}
             assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-            assert any(
-                m["mountPath"] == "/tmp" and m["name"] in tmp
-                for m in container["volumeMounts"]
-            )
+            if container["name"] in CHART_CONTAINERS:
+                assert any(
+                    m["mountPath"] == "/tmp" and m["name"] in tmp
+                    for m in container["volumeMounts"]
+                )
+
+
+def _security(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = render(values).one("Deployment")["spec"]["template"]["spec"]
+    return spec["securityContext"], spec["containers"][0]["securityContext"]
+
+
+def test_security_context_overrides_replace_defaults_key_by_key() -> None:
+    pod, app = _security(
+        {
+            "securityContext": {
+                "runAsUser": 20000,
+                "runAsGroup": 20000,
+                "readOnlyRootFilesystem": False,
+                "appArmorProfile": {"type": "RuntimeDefault"},
+            },
+            "podSecurityContext": {"fsGroup": 30000, "supplementalGroups": [40000]},
+        }
+    )
+    # A false given over a true default sticks: no merge that skips "empty" values.
+    assert app["readOnlyRootFilesystem"] is False
+    assert (app["runAsUser"], app["runAsGroup"]) == (20000, 20000)
+    assert app["appArmorProfile"] == {"type": "RuntimeDefault"}
+    assert app["capabilities"] == {"drop": ["ALL"]}
+    assert app["allowPrivilegeEscalation"] is False
+    assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (
+        20000,
+        20000,
+        30000,
+    )
+    assert pod["supplementalGroups"] == [40000]
+    assert pod["runAsNonRoot"] is True
+
+
+def test_user_containers_get_the_restricted_defaults_beneath_their_own() -> None:
+    sidecar = {
+        "name": "proxy",
+        "image": "proxy:1",
+        "restartPolicy": "Always",
+        "securityContext": {"runAsUser": 65532, "runAsGroup": 65532},
+    }
+    spec = render(
+        {
+            **PROXY,
+            "initContainers": [sidecar],
+            "extraContainers": [{"name": "x", "image": "x:1"}],
+        }
+    ).one("Deployment")["spec"]["template"]["spec"]
+    nginx, proxy = spec["initContainers"]
+    assert (nginx["name"], proxy["name"]) == ("nginx", "proxy")
+    extra = spec["containers"][1]
+    assert (
+        proxy["securityContext"]["runAsUser"],
+        extra["securityContext"]["runAsUser"],
+    ) == (
+        65532,
+        10001,
+    )
+    for container in (proxy, extra):
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 # The migration Job
@@ -359,14 +497,12 @@ def test_migrations_can_be_off() -> None:
 # Traffic
 
 
-def test_ingress_timeouts_suit_websockets() -> None:
-    values = load_values(
-        next(p for p in CI_VALUES if p.name == "websocket-values.yaml")
-    )
+def test_ingress_annotations_come_only_from_values() -> None:
+    values = _ci("websocket-values.yaml")
     ingress = render(values).one("Ingress")
-    annotations = ingress["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
-    assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert ingress["metadata"]["annotations"] == values["ingress"]["annotations"]
+    bare = render({"ingress": {"enabled": True, "hosts": []}}).one("Ingress")
+    assert "annotations" not in bare["metadata"]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "demo-djserve", "port": {"name": "http"}}
 
@@ -407,3 +543,190 @@ def test_network_policy_allows_dns_and_the_serving_port() -> None:
         "app.kubernetes.io/component"
         not in policy["spec"]["podSelector"]["matchLabels"]
     )
+
+
+# Extending the chart
+
+
+def _metadata_and_pod_metadata(rendered: Any) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for obj in rendered.objects:
+        found.append((f"{obj['kind']} {obj['metadata']['name']}", obj["metadata"]))
+        if "template" in obj.get("spec", {}):
+            found.append(
+                (f"pods of {obj['kind']}", obj["spec"]["template"]["metadata"])
+            )
+    return found
+
+
+def test_common_labels_and_annotations_are_on_every_object_and_pod() -> None:
+    values = _ci("extensions-values.yaml")
+    values.update(PROXY)
+    values["metrics"] = {"serviceMonitor": {"enabled": True}}
+    values["autoscaling"] = {"enabled": True}
+    values["networkPolicy"] = {"enabled": True}
+    values["httpRoute"] = {"enabled": True, "parentRefs": [{"name": "public"}]}
+    rendered = render(values)
+    # One object of every template the chart has.
+    templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
+    assert {path.rsplit("/", 1)[1] for path in rendered.manifests} == templates
+    for where, metadata in _metadata_and_pod_metadata(rendered):
+        assert values["commonLabels"].items() <= metadata["labels"].items(), where
+        assert values["commonAnnotations"].items() <= metadata["annotations"].items(), (
+            where
+        )
+    job = rendered.one("Job")["metadata"]["annotations"]
+    assert job["helm.sh/hook"] == "pre-install,pre-upgrade"
+    ingress = rendered.one("Ingress")["metadata"]["annotations"]
+    assert values["ingress"]["annotations"].items() <= ingress.items()
+
+
+def test_common_labels_never_reach_selectors() -> None:
+    """Selectors are immutable: a label added later must not orphan the Deployment's pods."""
+    rendered = render({"commonLabels": {"team": "shop"}})
+    deployment = rendered.one("Deployment")
+    assert "team" not in deployment["spec"]["selector"]["matchLabels"]
+    assert "team" not in rendered.one("Service")["spec"]["selector"]
+    assert (
+        "team"
+        not in rendered.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_extra_volumes_and_containers_reach_their_pods() -> None:
+    values = _ci("extensions-values.yaml")
+    rendered = render(values)
+    web = rendered.one("Deployment")["spec"]["template"]["spec"]
+    job = rendered.one("Job")["spec"]["template"]["spec"]
+    (volume,) = values["extraVolumes"]
+    (mount,) = values["extraVolumeMounts"]
+    (sidecar,) = values["initContainers"]
+    (extra,) = values["extraContainers"]
+    for spec, app in ((web, "app"), (job, "migrate")):
+        assert volume in spec["volumes"]
+        container = next(c for c in spec["containers"] if c["name"] == app)
+        assert mount in container["volumeMounts"]
+        (init,) = spec["initContainers"]
+        assert {k: v for k, v in init.items() if k != "securityContext"} == {
+            k: v for k, v in sidecar.items() if k != "securityContext"
+        }
+        assert init["restartPolicy"] == "Always"
+    assert [c["name"] for c in web["containers"]] == ["app", extra["name"]]
+    # A Job's pod finishes when its containers do: a long-running extra container would hold it.
+    assert [c["name"] for c in job["containers"]] == ["migrate"]
+
+
+# Metrics
+
+
+def test_service_monitor_scrapes_the_services_http_port_on_the_metrics_path() -> None:
+    """ServiceMonitor is a CRD that kubernetes-validate cannot check: its shape is asserted here."""
+    values = _ci("metrics-values.yaml")
+    rendered = render(values)
+    monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    assert (
+        values["metrics"]["serviceMonitor"]["labels"].items()
+        <= monitor["metadata"]["labels"].items()
+    )
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {
+        "port": service["spec"]["ports"][0]["name"],
+        "path": values["djserve"]["metrics_path"],
+        "interval": "15s",
+        "scrapeTimeout": "5s",
+    }
+
+
+def test_service_monitor_defaults_to_djserves_metrics_path() -> None:
+    monitor = render({"metrics": {"serviceMonitor": {"enabled": True}}}).one(
+        "ServiceMonitor"
+    )
+    assert SETTINGS["metrics"].default is True
+    assert monitor["spec"]["endpoints"][0]["path"] == SETTINGS["metrics_path"].default
+    assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
+    assert not render().all("ServiceMonitor")
+
+
+def test_scrape_annotations_point_at_the_serving_port_and_metrics_path() -> None:
+    for values, port in (({}, "8000"), (PROXY, "8080")):
+        annotations = render({**values, "metrics": {"scrapeAnnotations": True}}).one(
+            "Deployment"
+        )["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == port
+        assert annotations["prometheus.io/path"] == SETTINGS["metrics_path"].default
+    plain = render().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert not any(key.startswith("prometheus.io/") for key in plain)
+
+
+# The nginx sidecar
+
+
+def _nginx(values: dict[str, Any]) -> dict[str, str]:
+    """nginx.conf's simple directives for clients, name to argument: the upstream block is left out."""
+    conf = render({**PROXY, **values}).one("ConfigMap", "demo-djserve-nginx")["data"][
+        "nginx.conf"
+    ]
+    clients = re.sub(r"upstream \w+ \{[^}]*\}", "", conf)
+    return dict(re.findall(r"^\s*(\w+)\s+([^;{]+);", clients, re.MULTILINE))
+
+
+def _seconds(text: str) -> float:
+    found = re.fullmatch(r"(\d+)s", text)
+    assert found, text
+    return float(found[1])
+
+
+def test_nginx_holds_ten_thousand_connections_within_its_file_limit() -> None:
+    directives = _nginx({})
+    connections = int(directives["worker_connections"])
+    assert connections >= 10240
+    assert int(directives["worker_rlimit_nofile"]) > connections
+
+
+def test_nginx_cuts_slow_clients_off_before_djserve_does() -> None:
+    directives = _nginx({})
+    assert (
+        _seconds(directives["client_header_timeout"])
+        < SETTINGS["header_timeout"].default
+    )
+    assert _seconds(directives["client_body_timeout"]) <= 10
+    assert _seconds(directives["send_timeout"]) <= 10
+    # Keep-alive outlives the 60 s idle timeout of ingress-nginx and cloud load balancers in front.
+    assert _seconds(directives["keepalive_timeout"]) > 60
+
+
+def test_nginx_body_limit_is_djserves() -> None:
+    assert int(_nginx({})["client_max_body_size"]) == SETTINGS["max_body_bytes"].default
+    assert _nginx(_ci("proxy-values.yaml"))["client_max_body_size"] == str(
+        _ci("proxy-values.yaml")["djserve"]["max_body_bytes"]
+    )
+    assert _nginx({"djserve": {"max_body_bytes": 0}})["client_max_body_size"] == "0"
+
+
+def test_probe_paths_are_djserves_defaults() -> None:
+    """The chart's copies of djserve's probe paths are the package's."""
+    app = _app()
+    assert app["startupProbe"]["httpGet"]["path"] == SETTINGS["health_path"].default
+    assert app["readinessProbe"]["httpGet"]["path"] == SETTINGS["ready_path"].default
+
+
+def test_pod_labels_and_annotations_win_over_common_ones() -> None:
+    values = {
+        "commonLabels": {"team": "shop", "tier": "web"},
+        "podLabels": {"team": "checkout"},
+        "commonAnnotations": {"owner": "shop", "note": "common"},
+        "podAnnotations": {"note": "pod"},
+    }
+    for obj in (render(values).one("Deployment"), render(values).one("Job")):
+        metadata = obj["spec"]["template"]["metadata"]
+        assert {"team": "checkout", "tier": "web"}.items() <= metadata["labels"].items()
+        assert {"owner": "shop", "note": "pod"}.items() <= metadata[
+            "annotations"
+        ].items()

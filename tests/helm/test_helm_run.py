@@ -12,6 +12,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import selectors
+import socket
 import subprocess
 import threading
 import time
@@ -360,7 +363,8 @@ def nginx_image() -> tuple[str, str]:
     return repository, tag
 
 
-def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
+def start_proxy_pod(pod_factory: Any) -> Pod:
+    """The proxy preset's pod: nginx first (it owns the network namespace here), then uvicorn."""
     repository, tag = nginx_image()
     bridge = docker(
         "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Subnet}}"
@@ -383,9 +387,13 @@ def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
     # Native sidecar order: nginx starts first (and owns the network namespace here), then uvicorn.
     owner = pod.run("nginx")
     pod.run("app", network_owner=owner)
-    nginx, app = pod.container("nginx"), pod.container("app")
+    assert_probes_pass(pod, pod.container("app"))
+    return pod
 
-    assert_probes_pass(pod, app)
+
+def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
+    pod = start_proxy_pod(pod_factory)
+    nginx, app = pod.container("nginx"), pod.container("app")
     assert pod.probe(nginx["livenessProbe"])
     port = app["readinessProbe"]["httpGet"]["port"]
     status, body = pod.get(
@@ -407,3 +415,119 @@ def test_proxy_pod_serves_through_the_nginx_sidecar(pod_factory: Any) -> None:
     terminate_with_request_in_flight(pod, port, "app")
     code, _ = pod.terminate("nginx")
     assert code == 0, pod.logs()
+
+
+def nginx_worker_open_files(pod: Pod) -> int:
+    """The soft open-files limit of nginx's worker process, from /proc inside the sidecar."""
+    limits = docker(
+        "exec",
+        f"{pod.prefix}-nginx",
+        "sh",
+        "-c",
+        'for p in /proc/[0-9]*; do grep -qa "worker process" "$p/cmdline" && cat "$p/limits"; done',
+    )
+    found = re.search(r"^Max open files\s+(\d+)", limits, re.MULTILINE)
+    assert found, limits
+    return int(found[1])
+
+
+def nginx_directive(conf: str, name: str) -> str:
+    found = re.search(rf"^\s*{name} ([^;]+);", conf, re.MULTILINE)
+    assert found, name
+    return found[1]
+
+
+def test_proxy_sidecar_holds_trickling_clients_and_cuts_them_off(
+    pod_factory: Any,
+) -> None:
+    """1,500 clients trickling a request head: nginx holds them all, answers probes, then closes them."""
+    pod = start_proxy_pod(pod_factory)
+    app = pod.container("app")
+    conf = pod.rendered.one("ConfigMap", "demo-djserve-nginx")["data"]["nginx.conf"]
+    connections = int(nginx_directive(conf, "worker_connections"))
+    header_timeout = int(
+        nginx_directive(conf, "client_header_timeout").removesuffix("s")
+    )
+    assert nginx_worker_open_files(pod) > connections
+
+    port = pod.ports[app["readinessProbe"]["httpGet"]["port"]]
+    selector = selectors.DefaultSelector()
+    clients = []
+    try:
+        for _ in range(1500):
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            client.sendall(b"GET /sync HTTP/1.1\r\nHost: shop.example.com\r\nX-A: ")
+            client.setblocking(False)
+            selector.register(client, selectors.EVENT_READ)
+            clients.append(client)
+        started = time.monotonic()
+        assert pod.probe(app["readinessProbe"]), pod.logs()
+        assert pod.probe(app["livenessProbe"]), pod.logs()
+
+        # Each is closed once its head is late; the margin is for a loaded machine.
+        open_clients = set(clients)
+        client_of = {client.fileno(): client for client in clients}
+        deadline = started + header_timeout + 15
+        while open_clients and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1):
+                try:
+                    closed = client_of[key.fd].recv(4096) == b""
+                except ConnectionResetError:
+                    closed = True
+                if closed:
+                    selector.unregister(key.fileobj)
+                    open_clients.discard(client_of[key.fd])
+        assert not open_clients, f"{len(open_clients)} of 1500 still open"
+        assert time.monotonic() - started > header_timeout - 1
+    finally:
+        selector.close()
+        for client in clients:
+            client.close()
+    logs = subprocess.run(
+        ["docker", "logs", f"{pod.prefix}-nginx"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "worker_connections are not enough" not in logs.stdout + logs.stderr
+
+
+def test_extended_pod_runs_as_rendered(pod_factory: Any) -> None:
+    """Extension values reach the running container: an extra volume, merged security contexts."""
+    values = {
+        **COMMON,
+        "image": {
+            "repository": "djserve-demo",
+            "tag": "production",
+            "pullPolicy": "Never",
+        },
+        "uvicorn": {"workers": 1, "timeout-graceful-shutdown": 6},
+        "commonLabels": {"team": "shop"},
+        "extraVolumes": [{"name": "cache", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "extraVolumeMounts": [{"name": "cache", "mountPath": "/var/cache/shop"}],
+        "securityContext": {
+            "runAsUser": 10001,
+            "runAsGroup": 0,
+            "appArmorProfile": {"type": "RuntimeDefault"},
+        },
+        "podSecurityContext": {"fsGroupChangePolicy": "OnRootMismatch"},
+    }
+    require_image("djserve-demo:production")
+    pod: Pod = pod_factory(values)
+    app = pod.container("app")
+    assert app["securityContext"]["readOnlyRootFilesystem"] is True
+    name = pod.run("app")
+    assert_probes_pass(pod, app)
+
+    docker("exec", name, "sh", "-c", "echo cached > /var/cache/shop/entry")
+    assert docker("exec", name, "cat", "/var/cache/shop/entry") == "cached"
+    refused = subprocess.run(
+        ["docker", "exec", name, "touch", "/etc/djserve-was-here"],
+        capture_output=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    # The chart leaves the interface to the preset: it is not in the mounted file.
+    effective = json.loads(docker("exec", name, "djserve", "config", "--json"))
+    assert effective["interface"]["source"] != f"file:{CONFIG_FILE}"
+    assert_config_comes_from_the_configmap(pod, "app")

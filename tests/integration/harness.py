@@ -186,3 +186,19 @@ class Stack:
 
     def container(self, service: str) -> Container:
         return Container(self.compose("ps", "-q", service).stdout.strip())
+
+
+def run_container(
+    image: str,
+    *command: str,
+    env: Mapping[str, str] | None = None,
+    options: tuple[str, ...] = HARDENED,
+    health_interval: str = "1s",
+) -> Container:
+    """A detached container with port 8000 published on a free 127.0.0.1 port; the caller removes it."""
+    env_args = [item for name, value in (env or {}).items() for item in ("-e", f"{name}={value}")]
+    container_id = docker(
+        "run", "-d", f"--health-interval={health_interval}", "-p", "127.0.0.1::8000",
+        *options, *env_args, image, *command,
+    ).stdout.strip()  # fmt: skip
+    return Container(container_id)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from uvicorn.main import main as uvicorn_main
 
 from djserve.command import REDACTED, render
-from djserve.options import SETTINGS, Workers
+from djserve.options import SETTINGS, Host, Implementation, Workers
 from djserve.serving import uvicorn_options
 from djserve.settings import resolve
 
@@ -25,6 +25,10 @@ def values_for(param: click.Parameter) -> st.SearchStrategy[str]:
     kind = param.type
     if isinstance(kind, Workers):
         return st.one_of(st.just("auto"), st.integers(1, 64).map(str))
+    if isinstance(kind, Implementation):
+        return st.sampled_from(sorted(kind.known))  # those not installed are configuration errors
+    if isinstance(kind, Host):
+        return st.sampled_from(["127.0.0.1", "::1", "localhost", "web.example.com"])
     if isinstance(kind, click.Choice):
         return st.sampled_from([str(c) for c in kind.choices])
     if isinstance(kind, click.IntRange):

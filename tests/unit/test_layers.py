@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from djserve.options import SETTINGS as SETTINGS_REGISTRY
+from djserve.options import key_index
 
 from conftest import config, djserve, sources
 
@@ -58,7 +66,10 @@ def test_settings_package_finds_the_project_asgi_module(site: Path) -> None:
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        ("production", {"host": "0.0.0.0", "loop": "uvloop", "http": "httptools", "access_log": False}),
+        (
+            "production",
+            {"host": "0.0.0.0", "loop": "uvloop", "http": "httptools", "access_log": False, "proxy_headers": False},
+        ),
         ("proxy", {"host": "127.0.0.1", "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1,::1"}),
         ("websocket", {"timeout_keep_alive": 60, "ws_max_size": 1048576, "timeout_graceful_shutdown": 20}),
     ],
@@ -211,6 +222,53 @@ BAD_INPUT = [
     ),
     ({"DJANGO_SETTINGS_MODULE": ""}, (), "app (default): no app to serve"),
     ({}, ("--prot", "80"), "command line: No such option '--prot'. (Did you mean one of: '--port'"),
+    (
+        {"UVICORN_LOOP": "tokio"},
+        (),
+        "UVICORN_LOOP (environment): 'tokio' is neither one of 'none', 'auto', 'asyncio', 'uvloop'",
+    ),
+    ({"UVICORN_HTTP": "h3"}, (), "UVICORN_HTTP (environment): 'h3' is neither one of 'auto', 'h11', 'httptools'"),
+    ({"UVICORN_WS": "nope"}, (), "UVICORN_WS (environment): 'nope' is neither one of 'auto', 'none', 'websockets'"),
+    ({"UVICORN_HTTP": "zttp"}, (), "UVICORN_HTTP (environment): 'zttp' needs the 'zttp' package, which is not"),
+    (
+        {"UVICORN_WS": "mysite.nosuch:Protocol"},
+        (),
+        "UVICORN_WS (environment): cannot import 'mysite.nosuch:Protocol': Could not import module",
+    ),
+    (
+        {"UVICORN_WORKERS": "100000"},
+        (),
+        f"UVICORN_WORKERS (environment): 100000 is more than 64 workers per CPU of the container's limit "
+        f"({len(os.sched_getaffinity(0))})",
+    ),
+    ({"UVICORN_LIMIT_CONCURRENCY": "0"}, (), "UVICORN_LIMIT_CONCURRENCY (environment): 0 is not in the range x>=1"),
+    ({}, ("--timeout-keep-alive", "-1"), "--timeout-keep-alive (command line): -1 is not in the range x>=0"),
+    (
+        {"UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "-5"},
+        (),
+        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN (environment): -5 is not in the range x>=0",
+    ),
+    (
+        {"UVICORN_TIMEOUT_WORKER_HEALTHCHECK": "0"},
+        (),
+        "UVICORN_TIMEOUT_WORKER_HEALTHCHECK (environment): 0 is not in the range x>=1",
+    ),
+    ({"UVICORN_WS_PING_INTERVAL": "-1"}, (), "UVICORN_WS_PING_INTERVAL (environment): -1.0 is not in the range x>=0"),
+    (
+        {"UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE": "0"},
+        (),
+        "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE (environment): 0 is not in the range x>=1",
+    ),
+    (
+        {"UVICORN_SSL_CERTFILE": "/nonexistent.pem"},
+        (),
+        "UVICORN_SSL_CERTFILE (environment): File '/nonexistent.pem' does not exist",
+    ),
+    (
+        {"UVICORN_HOST": "example.com\nX-Injected: 1"},
+        (),
+        "UVICORN_HOST (environment): 'example.com\\nX-Injected: 1' is neither an IP address nor a host name",
+    ),
 ]
 
 
@@ -219,6 +277,98 @@ def test_bad_input_is_one_clear_line(project: Path, env: dict[str, str], args: t
     lines = problems(project, *args, **env)
     assert len(lines) == 1, lines
     assert lines[0].startswith(line) or line in lines[0], lines
+
+
+def test_hosts_that_bind(project: Path) -> None:
+    for host in ("::1", "127.0.0.1", "localhost", "web-1.internal.example.", "fe80::1%lo"):
+        assert djserve("check", cwd=project, env={**SETTINGS, "UVICORN_HOST": host}).code == 0, host
+
+
+def test_installed_implementations_pass(project: Path) -> None:
+    env = {**SETTINGS, "UVICORN_LOOP": "uvloop", "UVICORN_HTTP": "h11", "UVICORN_WS": "wsproto"}
+    assert djserve("check", cwd=project, env=env).code == 0
+    custom = {**SETTINGS, "UVICORN_HTTP": "uvicorn.protocols.http.h11_impl:H11Protocol"}
+    assert djserve("check", cwd=project, env=custom).code == 0
+
+
+def tls_pair(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, made by openssl."""
+    directory.mkdir(exist_ok=True)
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+def test_tls_key_and_certificate_come_together_and_load(project: Path, tmp_path: Path) -> None:
+    key, cert = tls_pair(tmp_path / "pair")
+    both = {"UVICORN_SSL_KEYFILE": str(key), "UVICORN_SSL_CERTFILE": str(cert)}
+    assert djserve("check", cwd=project, env={**SETTINGS, **both}).code == 0
+    (line,) = problems(project, UVICORN_SSL_KEYFILE=str(key))
+    assert line == "UVICORN_SSL_KEYFILE (environment): TLS needs both a key and a certificate: set ssl_certfile too"
+    (line,) = problems(project, UVICORN_SSL_CERTFILE=str(cert))
+    assert line.startswith("UVICORN_SSL_CERTFILE (environment): TLS needs both")
+    other_key, _ = tls_pair(tmp_path / "other")
+    (line,) = problems(project, UVICORN_SSL_KEYFILE=str(other_key), UVICORN_SSL_CERTFILE=str(cert))
+    assert "the certificate and key do not load" in line
+
+
+def test_binary_settings_file_is_one_line_naming_it(project: Path) -> None:
+    path = project / "binary.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    (line,) = problems(project, DJSERVE_CONFIG=str(path))
+    assert line == f"{path}: not UTF-8 text (byte 0): TOML files are UTF-8"
+
+
+def test_binary_secret_file_is_one_line_naming_it(project: Path) -> None:
+    path = project / "port.bin"
+    path.write_bytes(b"\xff\xfe80")
+    (line,) = problems(project, UVICORN_PORT_FILE=str(path))
+    # The bytes pass through undecoded (djserve.envfiles) and are never quoted back.
+    assert line == "UVICORN_PORT_FILE (environment): not a valid integer (the file's value is not shown)"
+
+
+def test_a_toml_value_of_the_wrong_kind_is_one_line(project: Path) -> None:
+    path = toml(project, "[uvicorn]\nport = 1979-05-27\n")
+    (line,) = problems(project, DJSERVE_CONFIG=path)
+    assert line == f"uvicorn.port ({path}): datetime.date(1979, 5, 27) is not a valid integer"
+
+
+def test_two_spellings_of_one_setting_in_one_file_name_both(project: Path) -> None:
+    path = toml(project, "[uvicorn]\naccess-log = true\nno-access-log = true\n")
+    (line,) = problems(project, DJSERVE_CONFIG=path)
+    assert line == f"uvicorn.no-access-log ({path}): conflicts with uvicorn.access-log in the same file; keep one"
+
+
+def test_two_spellings_of_one_setting_in_production_processes_name_both(site: Path) -> None:
+    add_setting(
+        site,
+        "PRODUCTION_PROCESSES = {'web': {'BACKEND': 'django_prodserver.backends.uvicorn.UvicornServer',"
+        " 'ARGS': {'timeout-keep-alive': '3', 'timeout_keep_alive': '4'}}}",
+    )
+    (line,) = problems(site)
+    assert line == (
+        "PRODUCTION_PROCESSES['web']['ARGS']['timeout_keep_alive'] (Django settings): conflicts with "
+        "PRODUCTION_PROCESSES['web']['ARGS']['timeout-keep-alive'] in the same ARGS; keep one"
+    )
 
 
 def test_proxy_trust_of_anyone_is_fine_on_loopback_or_when_acknowledged(project: Path) -> None:
@@ -295,3 +445,78 @@ def test_unsupported_backend(site: Path) -> None:
     )
     (line,) = problems(site)
     assert line.startswith("PRODUCTION_PROCESSES['web']['BACKEND'] (Django settings): ")
+
+
+# Property: nothing a user can put in the settings file or the environment gives a traceback.
+ENV_NAMES = sorted(
+    {name for setting in SETTINGS_REGISTRY.values() for var in setting.env for name in (var, f"{var}_FILE")}
+    | {"DJSERVE_CONFIG", "DJANGO_SETTINGS_MODULE"}
+)
+# Environment values cannot hold NUL or unpaired surrogates.
+ENV_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40)
+TOML_VALUES = st.sampled_from(
+    [
+        "1",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "1.5",
+        "inf",
+        "nan",
+        "true",
+        '"x"',
+        '""',
+        '"auto"',
+        "1979-05-27",
+        "07:32:00",
+        "[1, 2]",
+        '["a"]',
+        "{a = 1}",
+        '"a\\nb"',
+    ]
+)
+
+
+def _table(keys: list[str]) -> st.SearchStrategy[str]:
+    return st.lists(st.tuples(st.sampled_from(keys), TOML_VALUES), max_size=6).map(
+        lambda pairs: "".join(f"{key} = {value}\n" for key, value in pairs)
+    )
+
+
+SETTINGS_FILES = st.one_of(
+    st.binary(max_size=300),
+    ENV_TEXT.map(str.encode),
+    st.tuples(_table(sorted(key_index("kit"))), _table(sorted(key_index("uvicorn")))).map(
+        lambda tables: f"{tables[0]}[uvicorn]\n{tables[1]}".encode()
+    ),
+)
+
+
+# Each example starts djserve: no time limit per example, and no shrinking (minutes of processes).
+ONE_PROCESS_PER_EXAMPLE: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": list(HealthCheck),
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate],
+}
+
+
+def no_traceback(project: Path, env: dict[str, str]) -> None:
+    result = djserve("check", cwd=project, env=env, timeout=60)
+    assert result.code in (0, 78), (result.code, result.err)
+    assert "Traceback" not in result.err, result.err
+
+
+@hypothesis_settings(max_examples=30, **ONE_PROCESS_PER_EXAMPLE)
+@given(content=SETTINGS_FILES)
+def test_any_settings_file_gives_no_traceback(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, content: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("file") / "djserve.toml"
+    path.write_bytes(content)
+    no_traceback(project, {**SETTINGS, "DJSERVE_CONFIG": str(path)})
+
+
+@hypothesis_settings(max_examples=30, **ONE_PROCESS_PER_EXAMPLE)
+@given(env=st.dictionaries(st.sampled_from(ENV_NAMES), ENV_TEXT, max_size=len(ENV_NAMES)))
+def test_any_environment_gives_no_traceback(project: Path, env: dict[str, str]) -> None:
+    no_traceback(project, {**SETTINGS, **env})

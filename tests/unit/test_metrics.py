@@ -170,3 +170,11 @@ def test_an_unwritable_metrics_directory_is_a_configuration_error(site: Path, tm
     assert result.code == 78
     assert "metrics (default): cannot prepare the metrics directory" in result.err
     assert "Traceback" not in result.err
+
+
+def test_metrics_answer_on_the_bare_path_and_under_root_path(serve: Any) -> None:
+    server = serve("--root-path", "/api")
+    for path in ("/-/metrics", "/api/-/metrics"):
+        status, body = get(server.url(path))
+        assert status == 200, path
+        assert b"djserve_worker_starts_total" in body

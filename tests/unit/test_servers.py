@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,17 @@ def test_sigterm_during_prestart_stops_promptly(site: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # Stop it once the script runs; a watchdog ends the wait if it never does.
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "prestart prestart: started" in line:
+            break
+    watchdog.cancel()
+    assert "prestart prestart: started" in seen[-1], seen
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=10)

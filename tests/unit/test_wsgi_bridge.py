@@ -340,7 +340,8 @@ def test_an_announced_body_over_the_limit_is_refused_unread(bridged: Server, mar
     conn.putheader("Content-Length", str(MAX_BODY + 1))
     conn.endheaders()  # and no body at all: the answer must not wait for it
     response = conn.getresponse()
-    assert (response.status, response.read()) == (413, b"Request body too large\n")
+    # Answered by djserve's HTTP protocol, before the bridge (see djserve.protocols).
+    assert response.status == 413
     assert not (markers / "finished").exists()  # Django never ran
 
 

@@ -13,61 +13,24 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from djserve.settings import Effective, Settings
-
-EX_CONFIG = 78  # sysexits.h: configuration error
-
-
-def _hidden(line: str, values: Sequence[str]) -> str:
-    """A problem line with every value read from a file blanked, wherever a message quoted it."""
-    from djserve.command import REDACTED
-
-    for value in values:
-        if value:
-            line = line.replace(value, REDACTED)
-    return line
-
-
-def _settings(args: Sequence[str], *, with_app: bool) -> Settings:
-    """Resolved settings, or exit 78 listing every problem.
-
-    ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.envfiles``).
-    """
-    import click
-
-    from djserve import envfiles
-    from djserve.settings import load_app, resolve
-
-    expanded = envfiles.expand(os.environ)
-    try:
-        settings = resolve(args, os.environ, expanded.files)
-    except click.exceptions.Exit as done:  # --help
-        sys.exit(done.exit_code)
-    if with_app:
-        load_app(settings)
-    problems = expanded.problems + settings.problems
-    if problems:
-        secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
-        for problem in problems:
-            print(_hidden(str(problem), secrets), file=sys.stderr)
-        sys.exit(EX_CONFIG)
-    return settings
+    from djserve.settings import Effective
 
 
 def serve(args: Sequence[str]) -> None:
-    from djserve import logs, prestart, serving
+    from djserve import launch, logs, preflight, prestart
 
-    settings = _settings(args, with_app=True)
-    logs.configure(settings["log_format"])
     try:
-        prestart.run(settings)
+        with prestart.stoppable():
+            ready = preflight.in_child(args)
+        logs.configure(ready.values["log_format"])
+        prestart.run(ready.values)
     except prestart.StepFailed as failure:
         prestart.log.error("%s", failure)
         sys.exit(failure.code)
     except prestart.Terminated:
         prestart.log.info("stopped during prestart")
         sys.exit(128 + 15)
-    serving.serve(settings)
+    launch.serve(ready)
 
 
 def _shown(name: str, effective: Effective) -> Any:
@@ -81,9 +44,11 @@ def _shown(name: str, effective: Effective) -> Any:
 
 
 def config(args: Sequence[str]) -> None:
+    from djserve.preflight import settings
+
     as_json = "--json" in args
-    settings = _settings([a for a in args if a != "--json"], with_app=False)
-    shown = {name: {"value": _shown(name, e), "source": e.source} for name, e in settings.values.items()}
+    resolved = settings([a for a in args if a != "--json"], with_app=False)
+    shown = {name: {"value": _shown(name, e), "source": e.source} for name, e in resolved.values.items()}
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return
@@ -93,14 +58,17 @@ def config(args: Sequence[str]) -> None:
 
 
 def check(args: Sequence[str]) -> None:
-    _settings(args, with_app=True)
+    from djserve.preflight import settings
+
+    settings(args, with_app=True)
     print("configuration OK")
 
 
 def print_command(args: Sequence[str]) -> None:
     from djserve.command import render
+    from djserve.preflight import settings
 
-    print(render(_settings(args, with_app=False)))
+    print(render(settings(args, with_app=False)))
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {

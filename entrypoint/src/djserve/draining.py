@@ -8,41 +8,35 @@ worker under load, clients get "connection closed without response" for requests
 So a stopping worker first stops listening and marks itself as draining: from then on every response
 carries ``Connection: close`` (see ``djserve.probes``), which tells keep-alive clients to reconnect,
 to a worker that is not stopping. Connections get a short while to deliver a request and be answered
-that way; only then does uvicorn's own shutdown take over.
+that way; only then does uvicorn's own shutdown take over (``djserve.server.Server.shutdown``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from uvicorn.server import Server
+if TYPE_CHECKING:
+    from uvicorn.server import Server
 
 DRAIN_SECONDS = 0.5
 DRAINING = threading.Event()
 
 
-def install() -> None:
-    """Wrap uvicorn's shutdown once per process (the worker's Server already exists when the app loads)."""
-    original = Server.shutdown
-    if getattr(original, "djserve_draining", False):
-        return
-
-    async def shutdown(self: Server, sockets: list[socket.socket] | None = None) -> None:
-        DRAINING.set()
-        for server in self.servers:
-            server.close()
-        # WebSocket protocols have no `cycle`; uvicorn's shutdown closes them as usual.
-        http = [c for c in self.server_state.connections if hasattr(c, "cycle")]
-        for connection in http:
-            if connection.cycle is not None and not connection.cycle.response_complete:
-                connection.shutdown()  # uvicorn's: finish this response with Connection: close
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < deadline and any(c in self.server_state.connections for c in http):
-            await asyncio.sleep(0.01)
-        await original(self, sockets)
-
-    shutdown.djserve_draining = True  # type: ignore[attr-defined]
-    Server.shutdown = shutdown  # type: ignore[method-assign]
+async def drain(server: Server) -> None:
+    """Stop listening and let open connections deliver what they send, answered with close."""
+    DRAINING.set()
+    for listener in server.servers:
+        listener.close()
+    # uvicorn 0.54 internals: `server_state.connections` holds the protocol instances, and an HTTP
+    # protocol's `cycle` is its request in progress. WebSocket protocols have no `cycle`; uvicorn's
+    # shutdown closes them as usual.
+    http = [c for c in server.server_state.connections if hasattr(c, "cycle")]
+    for connection in http:
+        if connection.cycle is not None and not connection.cycle.response_complete:
+            connection.shutdown()  # uvicorn's: finish this response with Connection: close
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline and any(c in server.server_state.connections for c in http):
+        await asyncio.sleep(0.01)

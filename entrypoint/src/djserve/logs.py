@@ -9,6 +9,10 @@ from, Django's loggers. Django's own ``console`` handler on the ``django`` logge
 
 In JSON mode uvicorn's access logger is silent: its record has no duration, so ``djserve.metrics`` writes
 the access line (``djserve.access``) instead, when the access log is on.
+
+In text mode djserve's own handler on the root logger writes the records of every logger that uvicorn's
+configuration leaves alone, Django's included, in uvicorn's format. In both modes djserve's handler
+writes a client's error as one line (``ClientErrors``).
 """
 
 from __future__ import annotations
@@ -46,10 +50,49 @@ class JsonFormatter(BaseJsonFormatter):
         return log_data
 
 
+class ClientErrors(logging.Filter):
+    """Writes a record about a client's error as one line, without the traceback.
+
+    Django logs a refused request with its exception: a bad Host header (``DisallowedHost``) through
+    ``django.security.*`` at ERROR, other 4xx through ``django.request``. Both set the response's
+    ``status_code`` on the record. A 4xx traceback shows Django refusing the request, not a bug, and
+    a hostile client would otherwise write twenty lines per request. djserve's handler is on the root
+    logger, which handles a record last, so handlers of the user's that see it first keep the traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if record.exc_info and isinstance(status, int) and 400 <= status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def text_handler() -> logging.Handler:
+    """djserve's handler for text logs: uvicorn's format, on stderr."""
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    handler.addFilter(ClientErrors())
+    return handler
+
+
+def for_worker(log_format: str) -> None:
+    """In every worker, text mode: djserve's root handler, unless the root logger already has one.
+
+    uvicorn's text configuration gives only its own loggers handlers; without one on the root, a
+    worker's Django records reached Python's last-resort handler, traceback and all.
+    """
+    root = logging.getLogger()
+    if log_format == "text" and not root.handlers:
+        root.addHandler(text_handler())
+
+
 def configure(log_format: str) -> None:
     """Logging for djserve's own steps before uvicorn configures it again for serving."""
     if log_format == "json":
         with Path(JSON_CONFIG).open() as file:
             logging.config.dictConfig(json.load(file))
     else:
-        logging.basicConfig(format="%(levelname)s:     %(message)s", level=logging.INFO)
+        logging.basicConfig(handlers=[text_handler()], level=logging.INFO)

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from djserve.probes import ASGIApp, Message, Receive, Scope, Send
+from djserve.probes import ASGIApp, Message, Receive, Scope, Send, probe_path
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -55,11 +55,16 @@ def prepare_directory(environ: Any = os.environ) -> Path:
 
 
 def worker_exited(pid: int) -> None:
-    """The supervisor's, for each worker that has exited: drop its live gauges, keep its counts."""
-    if os.environ.get(DIRECTORY):
-        from prometheus_client import multiprocess
+    """The supervisor's, for each worker that has exited: drop its live gauges, keep its counts.
 
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    This is prometheus_client's ``multiprocess.mark_process_dead`` (its live gauge modes all start with
+    ``live``), spelled out because importing prometheus_client would add about 14 MB to the supervisor,
+    which stays under 30 MB (bench/findings.md).
+    """
+    directory = os.environ.get(DIRECTORY)
+    if directory:
+        for live in Path(directory).glob(f"gauge_live*_{pid}.db"):
+            live.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Observed:
         self.app = app
         self.metrics_path = metrics_path
         self.log_access = log_access
+        self._paths = frozenset({metrics_path} if metrics_path else ())
         if metrics_path is not None:
             instruments().worker_starts.inc()
 
@@ -121,7 +127,9 @@ class Observed:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == self.metrics_path:
+        # On the bare path and under root_path, as the probes are (the cheap suffix test comes first).
+        path = scope["path"]
+        if self.metrics_path and path.endswith(self.metrics_path) and probe_path(scope, self._paths) is not None:
             await self._answer_metrics(send)
             return
         await self._measured(scope, receive, send)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterable
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import click
+from uvicorn.config import HTTP_PROTOCOLS, LOOP_FACTORIES, WS_PROTOCOLS
+from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.main import main as uvicorn_command
 
 from djserve import cpu
@@ -45,6 +49,15 @@ class Integer(click.IntRange):
     name = "integer"
 
 
+class Float(click.FloatRange):
+    """A float range whose errors read "'abc' is not a valid float", as uvicorn's own do."""
+
+    name = "float"
+
+
+WORKERS_PER_CPU = 64  # far beyond any useful count: a typo (100000), not a choice
+
+
 class Workers(click.ParamType[int, Any]):
     """A worker count, or ``auto`` for the container's CPU limit."""
 
@@ -54,6 +67,13 @@ class Workers(click.ParamType[int, Any]):
         if isinstance(value, str) and value.strip().lower() == "auto":
             return cpu.limit()
         result: int = Integer(min=1).convert(value, param, ctx)
+        cpus = cpu.limit()
+        if result > WORKERS_PER_CPU * cpus:
+            self.fail(
+                f"{result} is more than {WORKERS_PER_CPU} workers per CPU of the container's limit ({cpus})",
+                param,
+                ctx,
+            )
         return result
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
@@ -80,6 +100,83 @@ class HostPorts(click.ParamType[tuple[tuple[str, int], ...], Any]):
                 self.fail(f"{entry!r} is not host:port", param, ctx)
             targets.append((host.strip("[]"), int(port)))
         return tuple(targets)
+
+
+class Implementation(click.ParamType[str, Any]):
+    """``loop``, ``http`` or ``ws``: one of uvicorn's names whose package is installed, or ``module:attr``.
+
+    Imported now, so that a missing package is a configuration error rather than a worker that exits 3.
+    """
+
+    name = "implementation"
+
+    def __init__(self, known: Mapping[str, str | None]) -> None:
+        self.known = known  # uvicorn's own table of names and import paths
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        name = str(value)
+        path = self.known.get(name, name)
+        if path is None:  # "none"
+            return name
+        try:
+            import_from_string(path)
+        except ImportFromStringError as error:
+            if ":" in name:
+                self.fail(f"cannot import {name!r}: {str(error).rstrip('.')}", param, ctx)
+            names = ", ".join(repr(k) for k in self.known)
+            self.fail(f"{name!r} is neither one of {names} nor a module:attribute", param, ctx)
+        except ModuleNotFoundError as error:  # a known name whose package is missing
+            self.fail(f"{name!r} needs the {error.name!r} package, which is not installed", param, ctx)
+        except Exception as error:  # an import path runs arbitrary code
+            self.fail(f"{name!r} failed to import: {type(error).__name__}: {error}", param, ctx)
+        return name
+
+
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"({LABEL}\.)*{LABEL}\.?")
+
+
+class Host(click.ParamType[str, Any]):
+    """An IP address or a host name to bind to."""
+
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        host = str(value)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if len(host) > 253 or not HOSTNAME.fullmatch(host):
+                self.fail(f"{host!r} is neither an IP address nor a host name", param, ctx)
+        return host
+
+
+# uvicorn's CLI takes any number where only some make sense; these are the bounds, by option.
+BOUNDS: dict[str, click.ParamType[Any, Any]] = {
+    "limit_concurrency": Integer(min=1),
+    "limit_max_requests": Integer(min=1),
+    "limit_max_requests_jitter": Integer(min=0),
+    "backlog": Integer(min=1),
+    "fd": Integer(min=0),
+    "timeout_keep_alive": Integer(min=0),
+    "timeout_graceful_shutdown": Integer(min=0),
+    # With 0 every worker would be stuck at its first ping, and replaced over and over.
+    "timeout_worker_healthcheck": Integer(min=1),
+    "reload_delay": Float(min=0),
+    "ws_max_size": Integer(min=1),
+    "ws_max_queue": Integer(min=1),
+    "ws_ping_interval": Float(min=0),
+    "ws_ping_timeout": Float(min=0),
+    "h11_max_incomplete_event_size": Integer(min=1),
+    "host": Host(),
+    "loop": Implementation(LOOP_FACTORIES),
+    "http": Implementation(HTTP_PROTOCOLS),
+    "ws": Implementation(WS_PROTOCOLS),
+    # click checks that these exist and are readable files; key and certificate together: validation.
+    "ssl_keyfile": click.Path(exists=True, dir_okay=False, readable=True),
+    "ssl_certfile": click.Path(exists=True, dir_okay=False, readable=True),
+    "ssl_ca_certs": click.Path(exists=True, dir_okay=False, readable=True),
+}
 
 
 def _kit_params() -> list[click.Parameter]:
@@ -139,6 +236,8 @@ def _uvicorn_params(kit: dict[str, click.Parameter]) -> list[click.Parameter]:
             param.type = Integer(1, 65535)
         elif param.name == "workers":
             param.type = Workers()
+        elif param.name in BOUNDS:
+            param.type = BOUNDS[str(param.name)]
         params.append(param)
     return params
 
@@ -168,7 +267,10 @@ class Setting:
             return tuple(self.param.type.convert(v, self.param, None) for v in values)
         if isinstance(value, list | dict):
             raise click.BadParameter(f"expected a single value, got {type(value).__name__}")
-        return self.param.type.convert(value, self.param, None)
+        try:
+            return self.param.type.convert(value, self.param, None)
+        except (AttributeError, TypeError, ValueError, OverflowError):  # a TOML date or 0 for a flag, say
+            raise click.BadParameter(f"{value!r} is not a valid {self.param.type.name}") from None
 
 
 def cli_default(param: click.Parameter) -> Any:

@@ -13,11 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
-
-from djserve.settings import Settings
+from typing import Any
 
 log = logging.getLogger("djserve")
 
@@ -28,8 +27,12 @@ class StepFailed(Exception):
         self.code = code
 
 
-class Terminated(Exception):
-    """SIGTERM or SIGINT during prestart: stop now rather than after a long migration or wait."""
+class Terminated(BaseException):
+    """SIGTERM or SIGINT during prestart: stop now rather than after a long migration or wait.
+
+    Not an Exception, like KeyboardInterrupt: a signal that lands while a log line is written must not
+    be swallowed by logging's error handler.
+    """
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -37,13 +40,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _stoppable() -> Iterator[None]:
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _on_stop(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, restored in previous.items():
+            signal.signal(sig, restored)
+
+
+def stoppable() -> AbstractContextManager[None]:
+    """SIGTERM or SIGINT raise Terminated inside the block."""
+    return _on_stop(_terminate)
 
 
 def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
@@ -60,19 +68,26 @@ def _wait_for(targets: tuple[tuple[str, int], ...], timeout: float) -> None:
 
 
 def _run(step: str, argv: list[str]) -> None:
-    # Its own process group, so a stop reaches what a script started too (a shell's `sleep`, say).
-    child = subprocess.Popen(argv, start_new_session=True)
+    child = None
+    stops: list[int] = []
     try:
+        # A stop while the process starts waits until the process is known, so that it reaches it too.
+        with _on_stop(lambda signum, frame: stops.append(signum)):
+            # Its own process group, so a stop reaches what a script started too (a shell's `sleep`, say).
+            child = subprocess.Popen(argv, start_new_session=True)
+        for signum in stops[:1]:
+            signal.raise_signal(signum)  # now it lands, as Terminated, below
         code = child.wait()
     except Terminated:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait()
+        if child is not None:
+            os.killpg(child.pid, signal.SIGTERM)
+            child.wait()
         raise
     if code:
         raise StepFailed(step, f"{' '.join(argv)} exited with {code}", code)
 
 
-def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
+def steps(settings: Mapping[str, Any]) -> list[tuple[str, Callable[[], None]]]:
     manage = [sys.executable, "-m", "django"]
     planned: list[tuple[str, Callable[[], None]]] = []
     if settings["wait_for"]:
@@ -86,8 +101,8 @@ def steps(settings: Settings) -> list[tuple[str, Callable[[], None]]]:
     return planned
 
 
-def run(settings: Settings) -> None:
-    with _stoppable():
+def run(settings: Mapping[str, Any]) -> None:
+    with stoppable():
         for name, step in steps(settings):
             started = time.monotonic()
             log.info("prestart %s: started", name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from djserve import draining
@@ -28,6 +28,34 @@ def _closing(send: Send) -> Send:
     return closing_send
 
 
+def probe_paths(environ: Mapping[str, str]) -> frozenset[str]:
+    """Paths answered outside Django, as the workers receive them (see ``djserve.worker.HANDOFF``)."""
+    paths = {environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"]}
+    if environ.get("DJSERVE_METRICS") == "true":
+        paths.add(environ["DJSERVE_METRICS_PATH"])
+    return frozenset(paths)
+
+
+def _unprefixed(path: str, root_path: str) -> str:
+    rest = path[len(root_path) :]
+    return rest if root_path and path.startswith(root_path) and rest.startswith("/") else path
+
+
+def probe_path(scope: Scope, paths: frozenset[str]) -> str | None:
+    """The probe a request asks for, on the bare path or under ``root_path``, else None.
+
+    uvicorn puts ``root_path`` in front of the path it received. A proxy that strips the prefix sends
+    ``/-/health``, seen as ``/api/-/health``; a client that keeps it, and the image's healthcheck on the
+    bare path, must be answered too, so the prefix is removed once and then once more if it is still there.
+    """
+    root_path = scope.get("root_path", "")
+    path = _unprefixed(scope["path"], root_path)
+    if path in paths:
+        return path
+    path = _unprefixed(path, root_path)
+    return path if path in paths else None
+
+
 def _django_ready() -> bool:
     apps = sys.modules.get("django.apps")
     return apps is None or bool(apps.apps.ready)
@@ -40,6 +68,7 @@ class Probes:
         self.app = app
         self.health_path = health_path
         self.ready_path = ready_path
+        self.paths = frozenset({health_path, ready_path})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,8 +76,7 @@ class Probes:
             return
         if draining.DRAINING.is_set():
             send = _closing(send)
-        # uvicorn puts --root-path in front of the request's path; the probe paths are below it.
-        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        path = probe_path(scope, self.paths)
         if path == self.health_path:
             await self._answer(send, 200, b"ok\n")
         elif path == self.ready_path:

@@ -1,16 +1,14 @@
-"""Running uvicorn in this process, with the exact settings that ``djserve command`` prints."""
+"""uvicorn's options, exactly as ``djserve command`` prints them and as ``djserve serve`` runs them."""
 
 from __future__ import annotations
 
-import os
-import signal
+import importlib.util
 import sys
 from typing import Any
 
-from uvicorn.supervisors import Multiprocess
+from uvicorn.config import LOGGING_CONFIG
 
-from djserve import metrics
-from djserve.cli import EX_CONFIG
+from djserve.launch import Launch
 from djserve.logs import JSON_CONFIG
 from djserve.options import SETTINGS
 from djserve.settings import Settings
@@ -30,6 +28,18 @@ def handoff(settings: Settings) -> dict[str, str]:
     return env
 
 
+# djserve's subclasses of uvicorn's HTTP protocols: the header deadline, size limits and probe-aware
+# concurrency limit (see ``djserve.protocols``). A ``module:attr`` the user gave is left alone.
+HTTP_PROTOCOLS = {"httptools": "djserve.protocols:HttpToolsProtocol", "h11": "djserve.protocols:H11Protocol"}
+
+
+def http_protocol(http: str) -> str:
+    """The ``--http`` import path for uvicorn's ``http`` setting; ``auto`` chooses as uvicorn does."""
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return HTTP_PROTOCOLS.get(http, http)
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options as its CLI spells their values, with the kit's log format folded in."""
     options = {
@@ -38,74 +48,28 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         if setting.group == "uvicorn" and name not in NOT_PASSED
     }
     options["interface"] = "asgi3"  # the app uvicorn sees is djserve's ASGI wrapper, whatever Django's is
+    options["http"] = http_protocol(options["http"])
     if settings["log_format"] == "json":
         options["log_config"] = JSON_CONFIG
     return options
 
 
-class Supervisor(Multiprocess):
-    """uvicorn's supervisor, telling ``djserve.metrics`` about every worker that is gone.
-
-    uvicorn 0.54 replaces dead workers in ``keep_subprocess_alive`` and retires old ones in
-    ``restart_all`` (SIGHUP); both change ``self.processes``, so a pid missing afterwards has exited.
-    """
-
-    def keep_subprocess_alive(self) -> None:
-        before = {process.pid for process in self.processes}
-        super().keep_subprocess_alive()
-        self._exited(before)
-
-    def restart_all(self) -> None:
-        before = {process.pid for process in self.processes}
-        super().restart_all()
-        self._exited(before)
-
-    def _exited(self, before: set[int | None]) -> None:
-        for pid in before - {process.pid for process in self.processes}:
-            if pid is not None:
-                metrics.worker_exited(pid)
-
-
-def serve(settings: Settings) -> None:
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
-    from uvicorn.supervisors import ChangeReload
-
-    if settings["serve_static"]:
-        from djserve import static
-
-        static.warn_if_missing()
-    if settings["metrics"]:
-        try:
-            metrics.prepare_directory()  # before any worker imports prometheus_client
-        except OSError as error:
-            # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
-            print(
-                f"{settings.where('metrics')}: cannot prepare the metrics directory ({error}); mount a tmpfs at "
-                f"/tmp, set {metrics.DIRECTORY} to a writable directory, or set metrics = false",
-                file=sys.stderr,
-            )
-            sys.exit(EX_CONFIG)
-    for var, _ in HANDOFF:  # a value the user's environment gave, overridden to off, must not reach workers
-        os.environ.pop(var, None)
-    os.environ.update(handoff(settings))
+def launch(settings: Settings) -> Launch:
+    """What the serving process needs, so that it imports neither the settings machinery nor Django."""
     options = uvicorn_options(settings)
     options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
     for name in ("reload_dirs", "reload_includes", "reload_excludes"):
         options[name] = list(options[name]) or None
     if options["log_config"] is None:
         options["log_config"] = LOGGING_CONFIG
-    config = uvicorn.Config(FACTORY, factory=True, **options)
-    server = uvicorn.Server(config)
-    if config.should_reload:
-        ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()
-    elif config.workers > 1 or config.limit_max_requests is not None:
-        # Under the supervisor a worker that recycles is replaced; alone, it would stop the container.
-        Supervisor(config, sockets=[config.bind_socket()]).run()
-    else:
-        # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully; for a container
-        # that finished its requests as asked, that is a clean exit.
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-        server.run()
-        if not server.started:
-            sys.exit(STARTUP_FAILURE)
+    return Launch(
+        values={name: effective.value for name, effective in settings.values.items()},
+        where={name: effective.where for name, effective in settings.values.items()},
+        config={"app": FACTORY, "factory": True, **options},
+        environ=handoff(settings),
+        # A handed-off setting the user's environment turned on, and a later layer off, must not reach workers.
+        cleared=[var for var, _ in HANDOFF],
+        # The workers are spawned with the serving process's sys.path: they import the app from where
+        # the validating process found it (it added app_dir there).
+        sys_path=list(sys.path),
+    )

@@ -85,9 +85,26 @@ def from_file(path: Path) -> Layer:
             table = tomllib.load(file)
     except tomllib.TOMLDecodeError as error:
         return Layer(problems=[Problem(str(path), f"invalid TOML: {error}")])
+    except RecursionError:
+        return Layer(problems=[Problem(str(path), "invalid TOML: nested too deeply")])
+    except UnicodeDecodeError as error:
+        return Layer(problems=[Problem(str(path), f"not UTF-8 text (byte {error.start}): TOML files are UTF-8")])
     except OSError as error:
         return Layer(problems=[Problem(str(path), f"cannot read: {error.strerror}")])
-    return from_table(table, source=f"file:{path}", origin=str(path))
+    layer = from_table(table, source=f"file:{path}", origin=str(path))
+    layer.problems += _conflicts(layer.values, "in the same file")
+    return layer
+
+
+def _conflicts(values: Sequence[Value], scope: str) -> list[Problem]:
+    """Two spellings of one setting in one layer (``access-log`` and ``no-access-log``): neither wins."""
+    first: dict[str, Value] = {}
+    problems = []
+    for value in values:
+        seen = first.setdefault(value.setting.name, value)
+        if seen is not value:
+            problems.append(Problem(value.where, f"conflicts with {seen.where.partition(' (')[0]} {scope}; keep one"))
+    return problems
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
@@ -145,15 +162,18 @@ def from_production_processes(processes: Any, process: str) -> Layer:
         layer.values.append(Value(SETTINGS["interface"], interface, source, where))
     args = entry.get("ARGS", {})
     index = key_index("uvicorn")
+    given = []
     for key, raw in args.items() if isinstance(args, Mapping) else []:
         where = f"{origin}['ARGS'][{key!r}] (Django settings)"
         if key not in index:
-            layer.problems.append(Problem(where, f"unknown uvicorn option{did_you_mean(key, index)}"))
+            layer.problems.append(Problem(where, f"unknown uvicorn option{did_you_mean(str(key), index)}"))
             continue
         setting, negated = index[key]
         # django-prodserver writes "None" for "leave it to uvicorn".
         value = None if raw is None or raw == "None" else raw
-        layer.values.append(Value(setting, value, source, where, negated))
+        given.append(Value(setting, value, source, where, negated))
+    layer.values += given
+    layer.problems += _conflicts(given, "in the same ARGS")
     return layer
 
 

@@ -41,7 +41,7 @@ def location() -> tuple[Path, str] | None:
 
 
 def warn_if_missing() -> None:
-    """Once, in the supervisor after the prestart steps: serving is on but there is nothing to serve."""
+    """Once, in the validating process: serving is on but there is nothing to serve."""
     found = location()
     if found is not None and not found[0].is_dir():
         log.warning(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from typing import TYPE_CHECKING
 
 from djserve.sources import Problem
@@ -63,6 +64,7 @@ def check(settings: Settings) -> list[Problem]:
             problem(name, f"{settings[name]!r} must start with '/'")
     if settings["health_path"] == settings["ready_path"]:
         problem("ready_path", f"must differ from health_path ({settings.where('health_path')})")
+    problems += _tls(settings)
     script = settings["prestart"]
     if script and not os.access(script, os.X_OK):
         problem("prestart", f"{script} is not an executable file")
@@ -94,3 +96,20 @@ def served_paths(settings: Settings) -> list[Problem]:
             if path.startswith(prefix) or path == prefix.rstrip("/")
         ]
     return problems
+
+
+def _tls(settings: Settings) -> list[Problem]:
+    """Key and certificate come together and load; click already checked that the files are readable."""
+    key, cert = settings["ssl_keyfile"], settings["ssl_certfile"]
+    if bool(key) != bool(cert):
+        given, missing = ("ssl_keyfile", "ssl_certfile") if key else ("ssl_certfile", "ssl_keyfile")
+        return [Problem(settings.where(given), f"TLS needs both a key and a certificate: set {missing} too")]
+    if not key:
+        return []
+    password = settings["ssl_keyfile_password"] or ""  # never OpenSSL's prompt on the terminal
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, lambda: password)
+    except (OSError, ssl.SSLError) as error:
+        where = f"{settings.where('ssl_certfile')}, {settings.where('ssl_keyfile')}"
+        return [Problem(where, f"the certificate and key do not load: {error}")]
+    return []

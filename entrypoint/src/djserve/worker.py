@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from djserve import draining
+from djserve import logs
+from djserve.capacity import WebSocketLimit
 from djserve.discovery import hybrid_wsgi_app, load_app
 from djserve.probes import ASGIApp, Probes
 from djserve.threads import ExecutorPool, PooledThreads
@@ -23,7 +24,12 @@ HANDOFF = (
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
     ("DJSERVE_THREADS", "threads"),
+    # The header deadline and limits, read by djserve.protocols in every worker.
+    ("DJSERVE_HEADER_TIMEOUT", "header_timeout"),
+    ("DJSERVE_MAX_HEADER_BYTES", "max_header_bytes"),
+    ("DJSERVE_MAX_HEADERS", "max_headers"),
     ("DJSERVE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("DJSERVE_WS_MAX_CONNECTIONS", "ws_max_connections"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
     ("DJSERVE_SERVE_STATIC", "serve_static"),
     ("DJSERVE_METRICS", "metrics"),
@@ -57,13 +63,15 @@ def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
-    draining.install()
     app = _interface_app(environ["DJSERVE_INTERFACE"], environ)
+    logs.for_worker(environ.get("DJSERVE_LOG_FORMAT", "text"))
     if environ.get("DJSERVE_SERVE_STATIC") == "true":
         from djserve import static
 
         app = static.wrap(app)
-    return Probes(_observed(app, environ), environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
+    # A refused WebSocket handshake never reaches the metrics' count of open ones.
+    app = WebSocketLimit(_observed(app, environ), int(environ["DJSERVE_WS_MAX_CONNECTIONS"]))
+    return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
 
 
 def _observed(app: ASGIApp, environ: Mapping[str, str]) -> ASGIApp:

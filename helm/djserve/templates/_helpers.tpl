@@ -22,6 +22,29 @@ app.kubernetes.io/name: {{ include "djserve.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+An object's metadata annotations: (list $ own). commonAnnotations go on every object; the object's
+own annotations (a Helm hook's, the Ingress's) win over them on the same key.
+*/}}
+{{- define "djserve.annotations" -}}
+{{- $root := index . 0 }}
+{{- $all := merge (deepCopy (index . 1 | default dict)) (deepCopy $root.Values.commonAnnotations) }}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of a pod template beyond its selector labels: commonLabels, and podLabels over them. */}}
+{{- define "djserve.podExtraLabels" -}}
+{{- with merge (deepCopy .Values.podLabels) (deepCopy .Values.commonLabels) }}
+{{- toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Every pod of the release: the web pods and the migration Job's. */}}
@@ -60,7 +83,9 @@ under [uvicorn]. Keys come out sorted, so equal values always give equal text an
 {{- define "djserve.toml" -}}
 # djserve settings from the chart values preset, interface, djserve and uvicorn.
 preset = {{ include "djserve.tomlValue" .Values.preset }}
-interface = {{ include "djserve.tomlValue" .Values.interface }}
+{{- with .Values.interface }}
+interface = {{ include "djserve.tomlValue" . }}
+{{- end }}
 {{- range $key, $value := .Values.djserve }}
 {{ $key }} = {{ include "djserve.tomlValue" $value }}
 {{- end }}
@@ -90,15 +115,18 @@ One TOML value. JSON string escapes are valid TOML basic-string escapes. Values 
 {{- end }}
 {{- end }}
 
-{{/* uvicorn's timeout-graceful-shutdown: from the values, else the preset's. */}}
+{{/*
+uvicorn's timeout-graceful-shutdown: from the values, else the preset's. Helm cannot read the
+package's presets.toml, so its values are copied here; tests/helm compares them with it.
+*/}}
 {{- define "djserve.gracefulShutdownSeconds" -}}
 {{- $set := index .Values.uvicorn "timeout-graceful-shutdown" }}
 {{- if kindIs "invalid" $set }}
-{{- if eq .Values.preset "default" }}
-{{- fail "preset default has no graceful-shutdown limit (uvicorn then waits forever): set uvicorn.timeout-graceful-shutdown so terminationGracePeriodSeconds can cover it" }}
+{{- $presets := dict "production" 20 "proxy" 20 "websocket" 20 }}
+{{- if not (hasKey $presets .Values.preset) }}
+{{- fail (printf "preset %s has no graceful-shutdown limit (uvicorn then waits forever): set uvicorn.timeout-graceful-shutdown so terminationGracePeriodSeconds can cover it" .Values.preset) }}
 {{- end }}
-{{- /* production, proxy and websocket: the djserve presets' value */}}
-{{- 20 }}
+{{- get $presets .Values.preset }}
 {{- else }}
 {{- int64 $set }}
 {{- end }}
@@ -145,32 +173,78 @@ or the kubelet's SIGKILL cuts requests that uvicorn was still finishing.
 {{- if and .Values.nginx.enabled (eq (int64 .Values.nginx.port) (int64 (include "djserve.appPort" .))) }}
 {{- fail (printf "nginx.port and uvicorn's port are both %d: they share the pod's network" (int64 .Values.nginx.port)) }}
 {{- end }}
-{{- if and (eq .Values.preset "websocket") (ne .Values.interface "asgi") }}
-{{- fail "preset websocket needs interface asgi: WebSockets do not exist under WSGI" }}
+{{- if and (eq .Values.preset "websocket") (eq .Values.interface "wsgi") }}
+{{- fail "preset websocket needs interface asgi or hybrid: WebSockets do not exist under WSGI" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (include "djserve.metricsOn" .)) }}
+{{- fail "metrics.serviceMonitor.enabled needs djserve's metrics: djserve.metrics is false" }}
+{{- end }}
+{{- if and .Values.metrics.scrapeAnnotations (not (include "djserve.metricsOn" .)) }}
+{{- fail "metrics.scrapeAnnotations needs djserve's metrics: djserve.metrics is false" }}
 {{- end }}
 {{- end }}
 
-{{/* Restricted Pod Security Standard, shared by every pod and container of the chart. */}}
+{{/*
+djserve's kit defaults the chart needs to know (the probe and metrics paths, metrics on, the
+largest body), unless the djserve values set them. Copies of options.py's defaults: tests/helm
+compares them with it.
+*/}}
+{{- define "djserve.healthPath" -}}
+{{- index .Values.djserve "health_path" | default "/-/health" }}
+{{- end }}
+
+{{- define "djserve.readyPath" -}}
+{{- index .Values.djserve "ready_path" | default "/-/ready" }}
+{{- end }}
+
+{{- define "djserve.metricsPath" -}}
+{{- index .Values.djserve "metrics_path" | default "/-/metrics" }}
+{{- end }}
+
+{{/* "true" when djserve serves metrics, else empty. */}}
+{{- define "djserve.metricsOn" -}}
+{{- if or (not (hasKey .Values.djserve "metrics")) .Values.djserve.metrics }}true{{ end }}
+{{- end }}
+
+{{- define "djserve.maxBodyBytes" -}}
+{{- if hasKey .Values.djserve "max_body_bytes" }}{{ int64 .Values.djserve.max_body_bytes }}{{ else }}104857600{{ end }}
+{{- end }}
+
+{{/*
+The restricted Pod Security Standard, shared by every pod and container of the chart, with the
+podSecurityContext and securityContext values merged over it key by key: a key given replaces the
+default's whole value (so `capabilities` or `seccompProfile` are given whole). A key-by-key `set`
+rather than mergeOverwrite, which would ignore a false or 0 given to override a default.
+*/}}
 {{- define "djserve.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: {{ int64 .Values.securityContext.runAsUser }}
-runAsGroup: {{ int64 .Values.securityContext.runAsGroup }}
-fsGroup: {{ int64 .Values.securityContext.runAsGroup }}
-seccompProfile:
-  type: RuntimeDefault
+{{- $context := dict "runAsNonRoot" true "runAsUser" (int64 .Values.securityContext.runAsUser) "runAsGroup" (int64 .Values.securityContext.runAsGroup) "fsGroup" (int64 .Values.securityContext.runAsGroup) "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- range $key, $value := .Values.podSecurityContext }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- toYaml $context }}
 {{- end }}
 
+{{/* A container's securityContext: (list $ own), own keys over the securityContext value's. */}}
 {{- define "djserve.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: {{ int64 .Values.securityContext.runAsUser }}
-runAsGroup: {{ int64 .Values.securityContext.runAsGroup }}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- $root := index . 0 }}
+{{- $context := dict "runAsNonRoot" true "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "privileged" false "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- range $key, $value := $root.Values.securityContext }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- range $key, $value := index . 1 | default dict }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/* User-given containers, (list $ containers), each with the chart's securityContext beneath its own. */}}
+{{- define "djserve.userContainers" -}}
+{{- $root := index . 0 }}
+{{- range index . 1 }}
+{{- $container := deepCopy . }}
+{{- $_ := set $container "securityContext" (include "djserve.containerSecurityContext" (list $root .securityContext) | fromYaml) }}
+{{- toYaml (list $container) }}
+{{ end }}
 {{- end }}
 
 {{/* Where a secretFiles entry is mounted. */}}
