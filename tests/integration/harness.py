@@ -5,23 +5,36 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = str(REPO / "docker-compose.yml")
 # The flags the README gives for production: what every app container here runs with.
-HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+HARDENED = (
+    "--read-only", "--tmpfs", "/tmp:size=256m", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+)  # fmt: skip
 # The demo refuses to start without a secret key; it signs nothing that must outlive a process.
 DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def base_image(name: str, official: str) -> str:
+    """The base image `make base-images` recorded in .env (as compose reads it), else the official one."""
+    env = REPO / ".env"
+    for line in env.read_text().splitlines() if env.exists() else ():
+        key, _, value = line.partition("=")
+        if key == name and value:
+            return value
+    return official
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,66 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float 
         return Response(response.status, response.read())
     finally:
         connection.close()
+
+
+def request(
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 15,
+) -> Response:
+    """One request of any method on a new connection."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return Response(response.status, response.read())
+    finally:
+        connection.close()
+
+
+@dataclass
+class Load:
+    """What a bounded load run got back: every status, and every error instead of a status."""
+
+    statuses: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def load(url: str, requests: int, connections: int, timeout: float = 30) -> Load:
+    """`requests` GETs spread over `connections` keep-alive clients at once, each request bounded."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    result = Load()
+    lock = threading.Lock()
+
+    def client(count: int) -> None:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        try:
+            for _ in range(count):
+                try:
+                    connection.request("GET", target)
+                    response = connection.getresponse()
+                    response.read()
+                    with lock:
+                        result.statuses.append(response.status)
+                except (OSError, http.client.HTTPException) as error:
+                    with lock:
+                        result.errors.append(repr(error))
+                    connection.close()  # a new connection for the next request
+        finally:
+            connection.close()
+
+    shares = [requests // connections + (i < requests % connections) for i in range(connections)]
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares if share]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.25) -> None:
