@@ -92,7 +92,7 @@ def running(databases: Iterable[str], migrate_with: str, timeout: float) -> Iter
         _wait(pg, timeout)
         demo_env = [arg for name, value in DEMO_ENV.items() for arg in ("-e", f"{name}={value}")]
         url = f"DATABASE_URL={pg.url(TEMPLATE)}"
-        docker("run", "--rm", *demo_env, "-e", url, migrate_with, "django-admin", "migrate", "--noinput")
+        docker("run", "--rm", *demo_env, "-e", url, migrate_with, "python", "manage.py", "migrate", "--noinput")
         for name in databases:
             pg.sql(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
         yield pg

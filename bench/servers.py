@@ -21,8 +21,8 @@ WSGI_PATHS = ("/sync", DB_PATH)
 # Django's advice for ASGI servers: no persistent connections, since each request's sync code may run
 # in a new thread. Every ASGI server but djserve gets it.
 DJANGO_ASGI_ADVICE = {"DJANGO_CONN_MAX_AGE": "0"}
-# Django's other advice: its psycopg pool, which refuses persistent connections.
-PSYCOPG_POOL = {"DJANGO_DB_POOL": "1", "DJANGO_CONN_MAX_AGE": "0"}
+# Django's other advice: its psycopg pool (the demo then turns persistent connections off).
+PSYCOPG_POOL = {"DJANGO_DB_POOL": "1"}
 
 
 @dataclass(frozen=True)
