@@ -77,13 +77,12 @@ async def upload(port: int, head: bytes, filler: bytes, total: int, seconds: flo
             sent += size
     except (OSError, TimeoutError):
         pass
-    data: bytes | None = None
-    try:
-        data = await asyncio.wait_for(answer, timeout=max(0.0, deadline - time.monotonic()))
-    except (OSError, TimeoutError):
-        data = b"" if answer.done() else None  # a reset is a close; a timeout is a server still reading
-    finally:
-        writer.close()
+    done, _ = await asyncio.wait([answer], timeout=max(0.0, deadline - time.monotonic()))
+    writer.close()
+    if not done:
+        answer.cancel()
+    # None: the server is still reading; b"": it closed or reset the connection without an answer.
+    data = None if not done else b"" if answer.exception() is not None else answer.result()
     return {
         "sent_mb": round(sent / 1e6, 1),
         "status": _status(data) if data else None,

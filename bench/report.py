@@ -116,7 +116,7 @@ def write(results: dict[str, Any], out: Path, readme: Path | None = None) -> Non
     """Writes the outputs into `out`; `readme`, if given, gets its headline tables replaced."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    chart(results["throughput"], out / "throughput.png", results["machine"])
+    chart(results, out / "throughput.png")
     (out / "RESULTS.md").write_text(markdown(results))
     if readme is not None:
         head, rest = readme.read_text().split(BEGIN, 1)
@@ -166,8 +166,10 @@ def headlines(r: dict[str, Any]) -> str:
     )
 
 
-def chart(entries: list[dict[str, Any]], path: Path, host: dict[str, Any]) -> None:
-    servers = list(dict.fromkeys(e["server"] for e in entries))
+def chart(results: dict[str, Any], path: Path) -> None:
+    entries = results["throughput"]
+    host = results["machine"]
+    servers = list(results["servers"])  # the contenders in their order, each mode beside its rivals
     paths = list(dict.fromkeys(e["path"] for e in entries))
     rps = {(e["server"], e["path"]): e for e in entries}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 1.2 + 0.3 * len(servers) * len(paths)), sharey=True)
@@ -183,7 +185,7 @@ def chart(entries: list[dict[str, Any]], path: Path, host: dict[str, Any]) -> No
                 right.text(e["p99_ms"], y, f" {e['p99_ms']:.1f}", va="center", fontsize=7)
     left.set_yticks([n + height * (len(paths) - 1) / 2 for n in range(len(servers))], servers)
     left.invert_yaxis()
-    left.set_xlabel("requests/s answered 2xx (higher is better)")
+    left.set_xlabel("requests/s answered 2xx or 3xx (higher is better)")
     right.set_xlabel("p99 latency, ms (lower is better)")
     left.legend(title="demo path")
     fig.suptitle(
