@@ -59,20 +59,19 @@ def _from_kit(value: str) -> bool:
 
 
 def bare_uvicorn(image: str, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The uvicorn command `djserve command` prints for the image's preset under `env`, without djserve.
-
-    ASGI mode, with the Django application djserve found instead of djserve's app factory. An option
-    whose value is one of djserve's classes gets the value `djserve config` reports for that setting,
-    or is left to uvicorn's default when that is one of djserve's classes too.
-    """
+    """The uvicorn command `djserve command` prints for the image's preset under `env`, without djserve:
+    ASGI mode, with the Django application djserve found instead of djserve's app factory."""
     env = {**(env or {}), "DJSERVE_INTERFACE": "asgi"}
-    rendered = command(image, env)
-    settings = config(image, env)
+    return without_kit(command(image, env), config(image, env))
+
+
+def without_kit(rendered: Rendered, settings: dict[str, Any]) -> tuple[str, ...]:
+    """`rendered` with `settings["app"]` for djserve's factory. An option whose value is one of djserve's
+    classes (its HTTP protocols) gets the value `djserve config` reports for that setting instead, or is
+    left to uvicorn's default when that is one of djserve's classes too."""
     program, *options, factory = rendered.argv
     if program != "uvicorn" or not _from_kit(factory):
-        raise RuntimeError(
-            f"`djserve command` in {image} no longer runs uvicorn on djserve's factory: {rendered.line()}"
-        )
+        raise RuntimeError(f"`djserve command` no longer runs uvicorn on djserve's factory: {rendered.line()}")
     argv = ["uvicorn"]
     i = 0
     while i < len(options):

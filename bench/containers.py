@@ -24,8 +24,9 @@ PORT = 8000
 RUN_LABEL = f"djserve-bench.run={uuid.uuid4().hex[:12]}"
 # The demo signs nothing that outlives a process, so a random key per process is enough (its README).
 DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
-# The app containers' production profile (see the contract): read-only root, /tmp in memory, no privileges.
-HARDENING = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+# The app containers' production profile, as in the README's `docker run` examples and staging: read-only
+# root, /tmp in memory with a size (request bodies spool there), no privileges.
+HARDENING = ("--read-only", "--tmpfs", "/tmp:size=256m", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 # One CPU, the server core: also where `djserve command` and `djserve config` are asked, since the
 # preset's worker count follows the CPU limit.
 LIMITS = ("--cpus", "1", "--cpuset-cpus", SERVER_CPU)
