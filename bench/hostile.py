@@ -76,7 +76,8 @@ def measure(plan: Plan) -> dict[str, Any]:
     seconds = plan.hostile_seconds or math.ceil(header_timeout + GRACE_SECONDS)
     with running(Spec(IMAGE)) as (container,):
         wait_for_200(container, PATH, plan.ready_timeout)
-        wrk.run(container, PATH, plan.warmup_seconds, plan.connections)
+        if plan.warmup_seconds:
+            wrk.run(container, PATH, plan.warmup_seconds, plan.connections)
         clean = wrk.run(container, PATH, seconds, plan.connections)
         with peak_memory(container) as samples:
             client = _attack(container, plan, seconds, observe)

@@ -12,7 +12,7 @@ class Plan:
     startup_presets: tuple[str, ...]
     rounds: int  # interleaved throughput rounds; the median of the rounds is reported
     seconds: int  # one wrk run (wrk takes whole seconds)
-    warmup_seconds: int
+    warmup_seconds: int  # 0: none
     connections: int
     rss_load_seconds: int
     ws_sockets: int
@@ -64,7 +64,7 @@ SMOKE = Plan(
     startup_presets=("production",),
     rounds=1,
     seconds=1,
-    warmup_seconds=1,
+    warmup_seconds=0,
     connections=16,
     rss_load_seconds=1,
     ws_sockets=100,

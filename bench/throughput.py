@@ -57,8 +57,9 @@ def measure(plan: Plan) -> Measured:
                 wait_for_200(container, READY_PATH, plan.ready_timeout)
             paths = dict.fromkeys(path for server in servers for path in server.paths)
             combos = [(s, c, path) for path in paths for s, c in pairs if path in s.paths]
-            for _, container, path in combos:
-                wrk.run(container, path, plan.warmup_seconds, plan.connections)
+            if plan.warmup_seconds:
+                for _, container, path in combos:
+                    wrk.run(container, path, plan.warmup_seconds, plan.connections)
             loads: dict[tuple[str, str], list[wrk.Load]] = {(s.name, p): [] for s, _, p in combos}
             for round_no in range(plan.rounds):
                 for server, container, path in combos[:: -1 if round_no % 2 else 1]:
