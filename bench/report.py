@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot loads: no display here
 import matplotlib.pyplot as plt
 
+from bench.postgres import MAX_CONNECTIONS
 from bench.servers import DB_PATH
 from bench.throughput import SETTLE_SECONDS
 
@@ -285,7 +286,9 @@ def _throughput(r: dict[str, Any]) -> list[str]:
         f"than 2xx/3xx. Connections = `pg_stat_activity` rows for the server's database "
         f"{SETTLE_SECONDS:g} s after its last run; djserve's `threads` is {r['threads']} (from `djserve config`), "
         "one worker each. ASGI servers other than djserve run with Django's advice for ASGI, "
-        "`CONN_MAX_AGE=0`; the others with the demo's default (60 s).",
+        "`CONN_MAX_AGE=0`; the others with the demo's default (60 s). PostgreSQL allows "
+        f"{MAX_CONNECTIONS} connections, so that a server that leaks them shows its count rather than "
+        "failing the others' requests.",
         _db_table(r),
         "## The hybrid presets against djserve's ASGI and WSGI modes",
         "Ratios of requests/s, medians of per-round ratios; the interface column of the throughput "
