@@ -345,14 +345,14 @@ def _hostile(r: dict[str, Any]) -> list[str]:
                     "closed within `header_timeout` + 2 s / later / still open",
                     f"{loris['closed_within_bound']} / {loris['closed_later']} / {loris['still_open']}",
                 ],
-                ["slowest close, s", _shown(loris["closed_after_s_max"])],
+                ["slowest close, s", loris["closed_after_s_max"] or "none closed"],
                 ["answers on slowloris connections", _env(loris["answers"]) or "none"],
             ],
         ),
         _table(
             ["upload", "sent MB", "status", "closed by the server", "seconds"],
             [
-                [kind, u["sent_mb"], _shown(u["status"]), "yes" if u["closed_by_server"] else "no", u["seconds"]]
+                [kind, u["sent_mb"], u["status"] or "none", "yes" if u["closed_by_server"] else "no", u["seconds"]]
                 for kind, u in uploads
             ],
         ),
