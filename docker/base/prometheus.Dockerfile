@@ -8,7 +8,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends prometheus \
     && rm -rf /var/lib/apt/lists/* \
     && install -d -o nobody -g nogroup /prometheus
-USER nobody
+# nobody is 65534 in Debian and in the official image's busybox alike.
+USER 65534:65534
 WORKDIR /prometheus
 EXPOSE 9090
 VOLUME /prometheus

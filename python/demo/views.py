@@ -21,7 +21,7 @@ MAX_BROADCAST_CHARS = 1000
 
 
 def _interface(request: HttpRequest) -> str:
-    # The request class shows how Django was really entered (a2wsgi hands WSGI requests over),
+    # The request class shows how Django was really entered (djserve's WSGI bridge hands WSGI requests over),
     # which proves more than the configured DJSERVE_INTERFACE.
     return "asgi" if isinstance(request, ASGIRequest) else "wsgi"
 

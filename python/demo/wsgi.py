@@ -1,4 +1,4 @@
-"""WSGI entry point (HTTP only): djserve serves it through a2wsgi when DJSERVE_INTERFACE=wsgi."""
+"""WSGI entry point (HTTP only): djserve serves it through its WSGI bridge when DJSERVE_INTERFACE=wsgi."""
 
 import os
 

@@ -16,7 +16,10 @@ from harness import COMPOSE_FILE, HARDENED, Container, Stack, StartContainer, do
 
 # The staging stack's published ports, chosen free by the engine so that a running `make up` or
 # another test run does not collide.
-STAGING_PORTS = ("STAGING_WEB_PORT", "STAGING_PROXY_PORT", "STAGING_PROXY_TLS_PORT", "STAGING_WS_PORT")
+STAGING_PORTS = (
+    "STAGING_WEB_PORT", "STAGING_PROXY_PORT", "STAGING_PROXY_TLS_PORT", "STAGING_WS_PORT",
+    "STAGING_PROMETHEUS_PORT",
+)  # fmt: skip
 
 
 @pytest.fixture

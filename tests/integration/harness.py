@@ -41,9 +41,14 @@ def base_image(name: str, official: str) -> str:
 class Response:
     status: int
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def _headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.getheaders()}
 
 
 def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 15) -> Response:
@@ -54,7 +59,7 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float 
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request("GET", target, headers=dict(headers or {}))
         response = connection.getresponse()
-        return Response(response.status, response.read())
+        return Response(response.status, response.read(), _headers(response))
     finally:
         connection.close()
 
@@ -73,7 +78,7 @@ def request(
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request(method, target, body=body, headers=dict(headers or {}))
         response = connection.getresponse()
-        return Response(response.status, response.read())
+        return Response(response.status, response.read(), _headers(response))
     finally:
         connection.close()
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import DEMO_ENV, REPO, StartContainer, docker, http_get
+from harness import DEMO_ENV, REPO, Container, StartContainer, docker, http_get
 
 CA_BUNDLE = Path(os.environ.get("CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n(.+?)\n-----END CERTIFICATE-----", re.DOTALL)
@@ -87,12 +91,72 @@ def test_offline_build_from_the_wheelhouse_serves(
     assert http_get(container.url("/whoami")).json()["preset"] == "production"
 
 
-def test_user_project_built_from_the_image_serves(start_container: StartContainer) -> None:
+USER_ENV = {"DJANGO_SECRET_KEY": "only-for-this-test"}
+
+
+@pytest.fixture(scope="module")
+def user_project() -> str:
+    """The user project, built on djserve:production as the README shows (collectstatic included)."""
     buildkit_build("-t", "djserve-userproject:it", str(USER_PROJECT))
-    container = start_container("djserve-userproject:it", env={"DJANGO_SECRET_KEY": "only-for-this-test"})
+    return "djserve-userproject:it"
+
+
+def test_user_project_built_from_the_image_serves(user_project: str, start_container: StartContainer) -> None:
+    container = start_container(user_project, env=USER_ENV)
     container.wait_healthy()
     home = http_get(container.url("/"))
     assert home.status == 200
     assert home.body.startswith(b"Welcome to the shop (Django 5.2.")
     assert http_get(container.url("/items")).json() == {"items": ["teapot", "kettle", "cup"]}
     assert http_get(container.url("/-/ready")).status == 200
+
+
+def _sha256_in(container: Container, path: str) -> str:
+    return container.exec("sha256sum", path).stdout.split()[0]
+
+
+def test_collected_css_is_served_immutable_and_compressed(
+    user_project: str, start_container: StartContainer
+) -> None:
+    container = start_container(user_project, env=USER_ENV)
+    container.wait_healthy()
+    manifest = json.loads(container.exec("cat", "/app/staticfiles/staticfiles.json").stdout)
+    hashed = manifest["paths"]["admin/css/base.css"]
+    # The admin's pages link the hashed name, so the admin has its CSS.
+    assert f"/static/{hashed}".encode() in http_get(container.url("/admin/login/")).body
+    url, on_disk = container.url(f"/static/{hashed}"), f"/app/staticfiles/{hashed}"
+
+    plain = http_get(url, headers={"Accept-Encoding": "identity"})
+    assert plain.status == 200
+    assert plain.headers["content-type"].startswith("text/css")
+    assert {"max-age=31536000", "immutable"} <= {
+        part.strip() for part in plain.headers["cache-control"].split(",")
+    }
+    assert "content-encoding" not in plain.headers
+    assert hashlib.sha256(plain.body).hexdigest() == _sha256_in(container, on_disk)
+
+    gzipped = http_get(url, headers={"Accept-Encoding": "gzip"})
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(gzipped.body) == plain.body
+    assert "Accept-Encoding" in gzipped.headers["vary"]
+
+    brotli = http_get(url, headers={"Accept-Encoding": "gzip, br"})
+    assert brotli.headers["content-encoding"] == "br"
+    assert hashlib.sha256(brotli.body).hexdigest() == _sha256_in(container, f"{on_disk}.br")
+    assert len(brotli.body) < len(plain.body)
+
+
+def test_wsgi_only_project_serves_under_the_preset_defaults(
+    tmp_path: Path, start_container: StartContainer
+) -> None:
+    # A project from before Django 3.0: wsgi.py, no asgi.py.
+    project = tmp_path / "userproject"
+    shutil.copytree(USER_PROJECT, project, ignore=shutil.ignore_patterns("asgi.py", "__pycache__"))
+    buildkit_build("-t", "djserve-userproject:it-wsgi-only", str(project))
+    container = start_container("djserve-userproject:it-wsgi-only", env=USER_ENV)
+    container.wait_healthy()
+    config = json.loads(container.exec("djserve", "config", "--json").stdout)
+    assert config["interface"] == {"value": "hybrid", "source": "preset:production"}
+    assert http_get(container.url("/")).body.startswith(b"Welcome to the shop")
+    assert http_get(container.url("/items")).json() == {"items": ["teapot", "kettle", "cup"]}
+    assert http_get(container.url("/static/admin/css/base.css")).status == 200

@@ -29,6 +29,8 @@ from harness import (
 DEMO = "djserve-demo:production"
 POSTGRES_IMAGE = base_image("POSTGRES_IMAGE", "postgres:17-trixie")
 USER = PASSWORD = "djserve"
+# Not the user's name, so that the image's entrypoint must create it on the first start.
+FIRST_DATABASE = "djserve_it"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Postgres:
     container: Container
     network: str
 
-    def psql(self, sql: str, database: str = USER) -> str:
+    def psql(self, sql: str, database: str = FIRST_DATABASE) -> str:
         result = self.container.exec("psql", "-U", USER, "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql)
         return result.stdout.strip()
 
@@ -66,7 +68,8 @@ def start_postgres() -> Iterator[StartPostgres]:
         container_id = docker(
             "run", "-d", "--network", network, "--network-alias", "postgres", "--user", "postgres",
             "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/var/run/postgresql", "--cap-drop", "ALL",
-            "-e", f"POSTGRES_USER={USER}", "-e", f"POSTGRES_PASSWORD={PASSWORD}", POSTGRES_IMAGE, *flags,
+            "-e", f"POSTGRES_USER={USER}", "-e", f"POSTGRES_PASSWORD={PASSWORD}",
+            "-e", f"POSTGRES_DB={FIRST_DATABASE}", POSTGRES_IMAGE, *flags,
         ).stdout.strip()  # fmt: skip
         started.append((container_id, network))
         container = Container(container_id)
@@ -74,7 +77,8 @@ def start_postgres() -> Iterator[StartPostgres]:
         def ready() -> bool:
             assert container.inspect("{{.State.Running}}") == "true", container.logs()
             # Over TCP: during the first start's initialisation the server listens on its socket only.
-            probe = docker("exec", container_id, "pg_isready", "-h", "127.0.0.1", "-U", USER, check=False)
+            command = ("pg_isready", "-h", "127.0.0.1", "-U", USER, "-d", FIRST_DATABASE)
+            probe = docker("exec", container_id, *command, check=False)
             return probe.returncode == 0
 
         wait_until(ready, 90, "PostgreSQL to accept connections", pause=0.5)

@@ -65,16 +65,20 @@ def test_sigterm_waits_for_a_request_in_flight(site: Path, serve: Any) -> None:
     assert request.communicate(timeout=10)[0].strip() == "b'done'"
 
 
-def test_json_logs_for_uvicorn_and_django(serve: Any) -> None:
+def test_json_logs_for_uvicorn_and_django(site: Path, serve: Any) -> None:
+    settings = site / "mysite" / "settings.py"
+    # With DEBUG on, Django's own console handler adds its plain-text copy of django.* records.
+    settings.write_text(settings.read_text() + "\nDEBUG = False\nALLOWED_HOSTS = ['127.0.0.1']\n")
     server = serve("--access-log", DJSERVE_LOG_FORMAT="json")
-    get(server.url("/-/health"))
+    get(server.url("/-/health"))  # probes are answered before the access log
     get(server.url("/missing"))  # Django logs "Not Found" through django.request
     _, err = server.stop()
     entries = [json.loads(line) for line in err.splitlines()]
     loggers = {entry["logger"] for entry in entries}
-    assert {"uvicorn.error", "uvicorn.access", "django.request"} <= loggers
-    access = next(e for e in entries if e["logger"] == "uvicorn.access" and e["path"] == "/-/health")
-    assert (access["method"], access["status"]) == ("GET", 200)
+    assert {"uvicorn.error", "djserve.access", "django.request"} <= loggers
+    assert "uvicorn.access" not in loggers  # djserve's access line replaces it
+    (access,) = [e for e in entries if e["logger"] == "djserve.access"]
+    assert (access["method"], access["path"], access["status"]) == ("GET", "/missing", 404)
 
 
 def test_recycled_single_worker_keeps_serving(serve: Any) -> None:

@@ -13,26 +13,43 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from djserve.settings import Settings
+    from djserve.settings import Effective, Settings
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 
+def _hidden(line: str, values: Sequence[str]) -> str:
+    """A problem line with every value read from a file blanked, wherever a message quoted it."""
+    from djserve.command import REDACTED
+
+    for value in values:
+        if value:
+            line = line.replace(value, REDACTED)
+    return line
+
+
 def _settings(args: Sequence[str], *, with_app: bool) -> Settings:
-    """Resolved settings, or exit 78 listing every problem."""
+    """Resolved settings, or exit 78 listing every problem.
+
+    ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.envfiles``).
+    """
     import click
 
+    from djserve import envfiles
     from djserve.settings import load_app, resolve
 
+    expanded = envfiles.expand(os.environ)
     try:
-        settings = resolve(args, os.environ)
+        settings = resolve(args, os.environ, expanded.files)
     except click.exceptions.Exit as done:  # --help
         sys.exit(done.exit_code)
     if with_app:
         load_app(settings)
-    if settings.problems:
-        for problem in settings.problems:
-            print(problem, file=sys.stderr)
+    problems = expanded.problems + settings.problems
+    if problems:
+        secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
+        for problem in problems:
+            print(_hidden(str(problem), secrets), file=sys.stderr)
         sys.exit(EX_CONFIG)
     return settings
 
@@ -53,11 +70,12 @@ def serve(args: Sequence[str]) -> None:
     serving.serve(settings)
 
 
-def _shown(name: str, value: Any) -> Any:
+def _shown(name: str, effective: Effective) -> Any:
     from djserve.command import REDACTED
     from djserve.options import SETTINGS
 
-    if SETTINGS[name].secret and value is not None:
+    value = effective.value
+    if (SETTINGS[name].secret or effective.secret) and value is not None:
         return REDACTED
     return list(value) if isinstance(value, tuple) else value
 
@@ -65,7 +83,7 @@ def _shown(name: str, value: Any) -> Any:
 def config(args: Sequence[str]) -> None:
     as_json = "--json" in args
     settings = _settings([a for a in args if a != "--json"], with_app=False)
-    shown = {name: {"value": _shown(name, e.value), "source": e.source} for name, e in settings.values.items()}
+    shown = {name: {"value": _shown(name, e), "source": e.source} for name, e in settings.values.items()}
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return

@@ -7,6 +7,7 @@ reported once, before anything binds, in words that name the module and attribut
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 from djserve.sources import Problem
 
 SETTINGS_WHERE = "DJANGO_SETTINGS_MODULE (environment)"
+# Django's own handlers, for hybrid mode when the project has no module of its own. They are factories.
+DJANGO_HANDLERS = {
+    "asgi": "django.core.asgi:get_asgi_application",
+    "wsgi": "django.core.wsgi:get_wsgi_application",
+}
 
 
 class AppNotFound(Exception):
@@ -42,8 +48,12 @@ def load_settings(module: str) -> tuple[Any, Problem | None]:
     return settings, None
 
 
-def default_app(interface: str, settings: Any, settings_module: str) -> tuple[str, str, str]:
-    """The app when none is configured: (spec, source, where)."""
+def default_app(interface: str, settings: Any, settings_module: str, *, fallback: bool = False) -> tuple[str, str, str]:
+    """The app when none is configured: (spec, source, where).
+
+    With ``fallback`` (hybrid mode, which needs both apps), a project without the module gets Django's
+    own handler, so a WSGI-only project (no ``asgi.py``) serves under the hybrid presets unchanged.
+    """
     setting = f"{interface.upper()}_APPLICATION"
     dotted = getattr(settings, setting, None)
     if dotted:
@@ -51,7 +61,26 @@ def default_app(interface: str, settings: Any, settings_module: str) -> tuple[st
         return f"{module}:{attribute}", f"django:{setting}", f"{setting} (Django settings)"
     # startproject's layout, also for settings packages such as mysite.settings.production.
     project = settings_module.partition(".")[0]
+    if fallback and not _exists(f"{project}.{interface}"):
+        return DJANGO_HANDLERS[interface], "django:default", SETTINGS_WHERE
     return f"{project}.{interface}:application", "django:DJANGO_SETTINGS_MODULE", SETTINGS_WHERE
+
+
+def hybrid_wsgi_app(settings_module: str) -> tuple[str, str]:
+    """Hybrid mode's WSGI side, which serves sync views: (spec, where). The configured app is the ASGI side."""
+    from django.conf import settings
+
+    spec, _, where = default_app("wsgi", settings, settings_module, fallback=True)
+    return spec, where
+
+
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+    except Exception:  # the package itself fails to import: load_app names the error
+        return True
 
 
 def load_app(spec: str, interface: str, *, factory: bool = False) -> Callable[..., Any]:
@@ -73,7 +102,7 @@ def load_app(spec: str, interface: str, *, factory: bool = False) -> Callable[..
         raise AppNotFound(
             f"{kind} app not found: {module_name} has no attribute {attribute!r} (does {filename} define {attribute}?)"
         ) from None
-    if factory:
+    if factory or spec in DJANGO_HANDLERS.values():
         app = app()
     if not callable(app):
         raise AppNotFound(f"{kind} app {spec} is not callable")

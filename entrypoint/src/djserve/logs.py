@@ -2,6 +2,13 @@
 
 JSON mode is a uvicorn log config file (``logs.json``), so ``djserve command`` can hand the very same
 configuration to a plain ``uvicorn --log-config`` and each worker process loads it the uvicorn way.
+Every logger propagates to the root's one JSON handler; djserve adds no handler to, and removes none
+from, Django's loggers. Django's own ``console`` handler on the ``django`` logger only writes with
+``DEBUG = True`` (its ``require_debug_true`` filter), so in production each record is written once; with
+``DEBUG = True`` Django's plain-text copy appears beside the JSON line, as in development.
+
+In JSON mode uvicorn's access logger is silent: its record has no duration, so ``djserve.metrics`` writes
+the access line (``djserve.access``) instead, when the access log is on.
 """
 
 from __future__ import annotations
@@ -9,37 +16,34 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
+
 JSON_CONFIG = str(files("djserve").joinpath("logs.json"))
-# uvicorn.access records carry these positional args.
-ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
+FIELDS = {"levelname": "level", "name": "logger", "process": "pid", "exc_info": "exception"}
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
-            entry.update(zip(ACCESS_FIELDS, record.args, strict=True))
-        entry["message"] = record.getMessage()
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+class JsonFormatter(BaseJsonFormatter):
+    """``time``, ``level``, ``logger``, ``message`` and ``pid`` on every line, and every ``extra`` field.
 
+    Extra values that are not JSON (Django's ``request``) are written as their ``str()``.
+    """
 
-def quiet_django_console() -> None:
-    """Drop Django's own console handlers (DEBUG only): the root JSON handler already writes its records."""
-    for name in ("django", "django.server"):
-        logger = logging.getLogger(name)
-        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
-            logger.removeHandler(handler)
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s %(process)d",
+            rename_fields=FIELDS,
+            timestamp="time",
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI-coloured copy of the message
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data["level"]).lower()
+        return log_data
 
 
 def configure(log_format: str) -> None:

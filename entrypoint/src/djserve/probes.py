@@ -47,7 +47,8 @@ class Probes:
             return
         if draining.DRAINING.is_set():
             send = _closing(send)
-        path = scope["path"]
+        # uvicorn puts --root-path in front of the request's path; the probe paths are below it.
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
         if path == self.health_path:
             await self._answer(send, 200, b"ok\n")
         elif path == self.ready_path:

@@ -5,6 +5,7 @@ defaults < preset < Django's PRODUCTION_PROCESSES < mounted file < environment <
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Effective:
     value: Any
     source: str
     where: str
+    secret: bool = False  # read from a file: shown as <redacted>, like a secret setting
 
 
 @dataclass
@@ -52,6 +54,8 @@ def _convert(value: Value) -> Any:
 
 def _problem(value: Value, error: click.BadParameter) -> Problem:
     message = error.message.rstrip(".")
+    if value.secret:  # a value read from a file is never printed, not even when it is wrong
+        return Problem(value.where, f"not a valid {value.setting.param.type.name} (the file's value is not shown)")
     if isinstance(value.raw, str) and value.raw.startswith("tcp://"):
         message += " (a Kubernetes service link? set enableServiceLinks: false on the pod)"
     return Problem(value.where, message)
@@ -82,10 +86,13 @@ def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tup
     return from_production_processes(processes, process), django_settings
 
 
-def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Merge every layer. Problems are collected, never raised, so all of them are reported at once."""
+def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> Settings:
+    """Merge every layer. Problems are collected, never raised, so all of them are reported at once.
+
+    ``files``: the variables ``djserve.envfiles`` defined from ``_FILE`` variables, as it reports them.
+    """
     path = config_path(environ)
-    upper = [from_file(path) if path else Layer(), from_environ(environ), from_cli(args)]
+    upper = [from_file(path) if path else Layer(), from_environ(environ, files), from_cli(args)]
     preset = _pick(SETTINGS["preset"], upper)
     django, django_settings = _django_layer(
         environ, _pick(SETTINGS["process"], upper), _pick(SETTINGS["app_dir"], upper)
@@ -100,12 +107,22 @@ def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
             except click.BadParameter as error:
                 settings.problems.append(_problem(value, error))
                 continue
-            settings.values[value.setting.name] = Effective(converted, value.source, value.where)
+            settings.values[value.setting.name] = Effective(converted, value.source, value.where, value.secret)
 
-    if settings["app"] is None:
-        module = environ.get("DJANGO_SETTINGS_MODULE")
+    module = environ.get("DJANGO_SETTINGS_MODULE")
+    hybrid = settings["interface"] == "hybrid"
+    if hybrid and not module:
+        settings.problems.append(
+            Problem(
+                discovery.SETTINGS_WHERE,
+                f"required by interface hybrid ({settings.where('interface')}), which routes each request "
+                "by resolving its path with Django's URLconf",
+            )
+        )
+    elif settings["app"] is None:
         if django_settings is not None and module:
-            spec, source, where = discovery.default_app(settings["interface"], django_settings, module)
+            kind = "asgi" if hybrid else settings["interface"]
+            spec, source, where = discovery.default_app(kind, django_settings, module, fallback=hybrid)
             settings.values["app"] = Effective(spec, source, where)
         elif not module:
             settings.problems.append(
@@ -116,10 +133,20 @@ def resolve(args: Sequence[str], environ: Mapping[str, str]) -> Settings:
 
 
 def load_app(settings: Settings) -> None:
-    """Import the app now, so a missing one is a configuration error rather than a worker crash."""
+    """Import the app now, so a missing one is a configuration error rather than a worker crash.
+
+    Hybrid mode imports both sides: the configured app serves async views and WebSockets, the WSGI app
+    sync views.
+    """
     if settings["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in settings.problems):
         return  # the settings problem already says why the app cannot import
-    try:
-        discovery.load_app(settings["app"], settings["interface"], factory=settings["factory"])
-    except discovery.AppNotFound as error:
-        settings.problems.append(Problem(settings.where("app"), str(error)))
+    hybrid = settings["interface"] == "hybrid"
+    apps = [(settings["app"], "asgi" if hybrid else settings["interface"], settings.where("app"), settings["factory"])]
+    if hybrid:
+        spec, where = discovery.hybrid_wsgi_app(os.environ["DJANGO_SETTINGS_MODULE"])
+        apps.append((spec, "wsgi", where, False))
+    for spec, kind, where, factory in apps:
+        try:
+            discovery.load_app(spec, kind, factory=factory)
+        except discovery.AppNotFound as error:
+            settings.problems.append(Problem(where, str(error)))

@@ -43,6 +43,7 @@ class Value:
     source: str
     where: str
     negated: bool = False
+    secret: bool = False  # read from a file (djserve.envfiles): never shown
 
 
 @dataclass
@@ -96,40 +97,26 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
-def _env_value(environ: Mapping[str, str], var: str) -> tuple[str, str] | Problem | None:
-    """The value of VAR or of the file named by VAR_FILE (Docker and Kubernetes secrets)."""
-    file_var = f"{var}_FILE"
-    if var in environ and file_var in environ:
-        return Problem(f"{var} (environment)", f"both {var} and {file_var} are set; use one")
-    if var in environ:
-        return environ[var], var
-    if file_var in environ:
-        try:
-            return Path(environ[file_var]).read_text().rstrip("\r\n"), file_var
-        except OSError as error:
-            return Problem(f"{file_var} (environment)", f"cannot read {environ[file_var]}: {error.strerror}")
-    return None
-
-
-def from_environ(environ: Mapping[str, str]) -> Layer:
+def from_environ(environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> Layer:
+    """``files`` maps each variable that ``djserve.envfiles`` defined from a file to its ``_FILE`` name."""
+    files = files or {}
     layer = Layer()
     known = set(IGNORED_ENV)
     for setting in SETTINGS.values():
+        known.update(setting.env)
+        known.update(f"{var}_FILE" for var in setting.env)  # reported by djserve.envfiles when left over
         # The first name present wins: DJSERVE_/UVICORN_ names before conventional aliases like PORT.
-        for var in setting.env:
-            known.update((var, f"{var}_FILE"))
-            found = _env_value(environ, var)
-            if isinstance(found, Problem):
-                layer.problems.append(found)
-            elif found is not None:
-                raw, name = found
-                layer.values.append(Value(setting, raw, f"env:{name}", f"{name} (environment)"))
-            if found is not None:
-                break
+        var = next((var for var in setting.env if var in environ), None)
+        if var is not None:
+            name = files.get(var, var)
+            layer.values.append(
+                Value(setting, environ[var], f"env:{name}", f"{name} (environment)", secret=var in files)
+            )
     prefixed = sorted(k for k in known if k.startswith(("DJSERVE_", "UVICORN_")))
     for var in environ:
         if var.startswith(("DJSERVE_", "UVICORN_")) and var not in known and not SERVICE_LINK.match(var):
-            layer.problems.append(Problem(f"{var} (environment)", f"unknown setting{did_you_mean(var, prefixed)}"))
+            where = f"{files.get(var, var)} (environment)"
+            layer.problems.append(Problem(where, f"unknown setting{did_you_mean(var, prefixed)}"))
     return layer
 
 

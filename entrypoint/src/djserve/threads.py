@@ -14,6 +14,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+from asgiref.sync import ThreadSensitiveContext
+
+from djserve.probes import ASGIApp, Receive, Scope, Send
+
 
 class ExecutorPool:
     """``size`` single-thread executors, checked out one per request and returned when it ends."""
@@ -43,3 +47,23 @@ class ExecutorPool:
     def shutdown(self) -> None:
         for executor in self._executors:
             executor.shutdown(wait=False)
+
+
+class PooledThreads:
+    """ASGI middleware: each HTTP request's thread-sensitive sync code runs on one executor of the pool.
+
+    Django's ``ASGIHandler`` enters its own ``ThreadSensitiveContext`` per request; inside this one, that
+    is a no-op, so the view, the middleware and the request signals share the checked-out thread and its
+    DB connection. WebSocket and lifespan scopes pass through: a socket would hold a thread for hours.
+    """
+
+    def __init__(self, app: ASGIApp, pool: ExecutorPool) -> None:
+        self.app = app
+        self.pool = pool
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.pool.checkout() as executor, ThreadSensitiveContext(executor=executor):
+            await self.app(scope, receive, send)

@@ -43,7 +43,7 @@ def check(settings: Settings) -> list[Problem]:
     if settings["interface"] == "wsgi" and settings["preset"] == "websocket":
         problem(
             "interface",
-            f"the websocket preset needs asgi; WSGI has no WebSockets ({settings.where('preset')})",
+            f"the websocket preset needs asgi or hybrid; WSGI has no WebSockets ({settings.where('preset')})",
         )
     if (
         settings["proxy_headers"]
@@ -66,4 +66,31 @@ def check(settings: Settings) -> list[Problem]:
     script = settings["prestart"]
     if script and not os.access(script, os.X_OK):
         problem("prestart", f"{script} is not an executable file")
+    return problems + served_paths(settings)
+
+
+def served_paths(settings: Settings) -> list[Problem]:
+    """The paths djserve answers itself must not hide each other or the static files."""
+    from djserve import static
+
+    problems = []
+    claimed = [(name, str(settings[name])) for name in ("health_path", "ready_path")]
+    if settings["metrics"]:
+        path = str(settings["metrics_path"])
+        if not path.startswith("/"):
+            problems.append(Problem(settings.where("metrics_path"), f"{path!r} must start with '/'"))
+        problems += [
+            Problem(settings.where("metrics_path"), f"must differ from {name} ({settings.where(name)})")
+            for name, other in claimed
+            if other == path
+        ]
+        claimed.append(("metrics_path", path))
+    found = static.location() if settings["serve_static"] else None
+    if found is not None:
+        prefix = found[1]
+        problems += [
+            Problem(settings.where(name), f"{path!r} is under STATIC_URL {prefix!r} (Django settings)")
+            for name, path in claimed
+            if path.startswith(prefix) or path == prefix.rstrip("/")
+        ]
     return problems

@@ -10,8 +10,9 @@ import os
 from collections.abc import Mapping
 
 from djserve import draining
-from djserve.discovery import load_app
+from djserve.discovery import hybrid_wsgi_app, load_app
 from djserve.probes import ASGIApp, Probes
+from djserve.threads import ExecutorPool, PooledThreads
 
 FACTORY = "djserve.worker:create"
 # Resolved settings handed to the workers: (environment variable, setting name).
@@ -22,28 +23,56 @@ HANDOFF = (
     ("DJSERVE_HEALTH_PATH", "health_path"),
     ("DJSERVE_READY_PATH", "ready_path"),
     ("DJSERVE_THREADS", "threads"),
+    ("DJSERVE_MAX_BODY_BYTES", "max_body_bytes"),
     ("DJSERVE_LOG_FORMAT", "log_format"),
+    ("DJSERVE_SERVE_STATIC", "serve_static"),
+    ("DJSERVE_METRICS", "metrics"),
+    ("DJSERVE_METRICS_PATH", "metrics_path"),
+    ("UVICORN_ACCESS_LOG", "access_log"),
     ("UVICORN_FACTORY", "factory"),
 )
 
 
-def _interface_app(interface: str, app: ASGIApp, environ: Mapping[str, str]) -> ASGIApp:
-    """Django's own app, made the ASGI app uvicorn serves for the configured interface."""
-    if interface == "wsgi":
-        from a2wsgi import WSGIMiddleware
+def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
+    """The user's Django app, served for the configured interface on one pool of ``threads`` per worker."""
+    # Imported here: the parent imports this module for HANDOFF, and needs neither.
+    from djserve.wsgi import WSGIBridge
 
-        return WSGIMiddleware(app, workers=int(environ["DJSERVE_THREADS"]))  # type: ignore[arg-type,return-value]
-    return app
+    pool = ExecutorPool(int(environ["DJSERVE_THREADS"]))
+    factory = environ.get("UVICORN_FACTORY") == "true"
+    max_body_bytes = int(environ["DJSERVE_MAX_BODY_BYTES"])
+    if interface == "wsgi":
+        return WSGIBridge(
+            load_app(environ["DJSERVE_APP"], "wsgi", factory=factory), pool, max_body_bytes=max_body_bytes
+        )
+    # In hybrid mode the configured app is the ASGI side: async views and WebSockets.
+    asgi = PooledThreads(load_app(environ["DJSERVE_APP"], "asgi", factory=factory), pool)
+    if interface == "asgi":
+        return asgi
+    from djserve.hybrid import Hybrid
+
+    spec, _ = hybrid_wsgi_app(environ["DJANGO_SETTINGS_MODULE"])
+    return Hybrid(WSGIBridge(load_app(spec, "wsgi"), pool, max_body_bytes=max_body_bytes), asgi)
 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:
     """uvicorn's app factory: load the user's app as the parent resolved it."""
     draining.install()
-    interface = environ["DJSERVE_INTERFACE"]
-    app = load_app(environ["DJSERVE_APP"], interface, factory=environ.get("UVICORN_FACTORY") == "true")
-    if environ.get("DJSERVE_LOG_FORMAT") == "json":
-        from djserve.logs import quiet_django_console
+    app = _interface_app(environ["DJSERVE_INTERFACE"], environ)
+    if environ.get("DJSERVE_SERVE_STATIC") == "true":
+        from djserve import static
 
-        quiet_django_console()
-    app = _interface_app(interface, app, environ)
-    return Probes(app, environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
+        app = static.wrap(app)
+    return Probes(_observed(app, environ), environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"])
+
+
+def _observed(app: ASGIApp, environ: Mapping[str, str]) -> ASGIApp:
+    """Metrics and the access log with durations, below the probes (which neither counts nor logs)."""
+    metrics_path = environ.get("DJSERVE_METRICS_PATH") if environ.get("DJSERVE_METRICS") == "true" else None
+    # In JSON mode djserve writes the access line (uvicorn's has no duration); text keeps uvicorn's own.
+    log_access = environ.get("UVICORN_ACCESS_LOG") == "true" and environ.get("DJSERVE_LOG_FORMAT") == "json"
+    if metrics_path is None and not log_access:
+        return app
+    from djserve.metrics import Observed
+
+    return Observed(app, metrics_path=metrics_path, log_access=log_access)

@@ -1,0 +1,287 @@
+"""The WSGI bridge: a PEP 3333 app (Django's WSGI handler) in uvicorn, one thread hand-off a request.
+
+a2wsgi crossed between loop and thread about eight times a request. Here, a request:
+1. in the loop: builds the environ and reads the body into a ``SpooledTemporaryFile`` (disk above
+   ``spool_bytes``); a body above ``max_body_bytes`` gets 413 and the app never runs;
+2. checks an executor out of the worker's ``ExecutorPool``, held until the response is complete;
+3. hands off once, loop to thread: the app runs, ``start_response`` records status and headers, and
+   the body is taken, whole if held in memory (a list, a tuple, or Django's ``HttpResponse``, whose
+   iterator is a list iterator; the app is then closed), else its first non-empty chunk;
+4. returns once, thread to loop, which sends the response start and that body;
+5. only for a streamed body (a generator, a file): goes back to the same thread for each further
+   chunk, after the previous send returned (uvicorn's send waits for the socket: backpressure),
+   until it ends or the client leaves. ``close()`` is always called, so ``request_finished`` fires.
+
+The hand-off is asgiref's ``sync_to_async`` with the checked-out executor: it records the worker's loop
+as asgiref's main event loop in the thread, so ``async_to_sync`` in a sync view runs on that loop.
+An error in the app propagates to uvicorn, which answers 500 if nothing was sent yet and otherwise
+closes the connection, as gunicorn does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import IO, Any, ParamSpec, TypeVar
+from urllib.parse import unquote_to_bytes
+from wsgiref.types import WSGIApplication, WSGIEnvironment
+
+from asgiref.sync import async_to_sync, sync_to_async
+
+from djserve.probes import Message, Receive, Scope, Send
+from djserve.threads import ExecutorPool
+
+# Iterators of bodies already in memory: taken whole in the first hand-off.
+IN_MEMORY: tuple[type, ...] = (type(iter([])), type(iter(())))
+# wsgi.file_wrapper reads at least this much per hand-off (Django's FileResponse asks for 4 KiB).
+FILE_BLOCK = 256 * 1024
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Errors:
+    """``wsgi.errors``: what the app writes there goes to the ``djserve.wsgi`` logger."""
+
+    logger = logging.getLogger("djserve.wsgi")
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.logger.error(text.rstrip("\n"))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
+ERRORS = Errors()
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a file read in large blocks, each one in the request's thread."""
+
+    def __init__(self, filelike: IO[bytes], block_size: int = FILE_BLOCK) -> None:
+        self.filelike = filelike
+        self.block_size = max(block_size, FILE_BLOCK)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if data := self.filelike.read(self.block_size):
+            return data
+        raise StopIteration
+
+    def close(self) -> None:
+        if close := getattr(self.filelike, "close", None):
+            close()
+
+
+class Call:
+    """One WSGI call: ``start_response``'s record and the rest of the body. Its methods run in the thread."""
+
+    def __init__(self, send: Send, head: bool) -> None:
+        self.send = send
+        self.head = head
+        self.start: Message | None = None
+        self.sent = False  # the response start went out: start_response may no longer replace it
+        self.iterable: Iterable[bytes] | None = None  # not yet closed
+        self.iterator: Iterator[bytes] | None = None  # the rest of a streamed body
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        error = exc_info[1] if exc_info else None
+        if error is not None and self.sent:
+            raise error
+        if error is None and self.start is not None:
+            raise RuntimeError("start_response called a second time without exc_info")
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        self.start = {"type": "http.response.start", "status": int(status[:3]), "headers": encoded}
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        # The legacy write() callable: sent before it returns, through the worker's loop.
+        async_to_sync(self.send_body)(data, more=True)
+
+    async def send_body(self, data: bytes, *, more: bool) -> None:
+        """In the loop: the response start if not yet sent, then ``data`` (none for HEAD)."""
+        if not self.sent:
+            if self.start is None:
+                raise RuntimeError("the WSGI app sent a body before calling start_response")
+            self.sent = True
+            await self.send(self.start)
+        await self.send({"type": "http.response.body", "body": b"" if self.head else data, "more_body": more})
+
+    def call(self, app: WSGIApplication, environ: WSGIEnvironment) -> bytes:
+        """The first hand-off: run the app, and take its whole body if in memory, else its first chunk."""
+        self.iterable = app(environ, self.start_response)
+        try:
+            iterator = iter(self.iterable)
+            if isinstance(iterator, IN_MEMORY):
+                body = b"".join(iterator)
+                self.close()
+            else:
+                self.iterator = iterator
+                body = self.pull()
+        except BaseException:
+            self.close()
+            raise
+        if self.start is None:
+            self.close()
+            raise RuntimeError("the WSGI app returned without calling start_response")
+        return body
+
+    def pull(self) -> bytes:
+        """The next non-empty chunk of a streamed body; at its end, b"" and the app closed."""
+        assert self.iterator is not None
+        try:
+            for chunk in self.iterator:
+                if chunk:
+                    return chunk
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        return b""
+
+    def close(self) -> None:
+        iterable, self.iterable, self.iterator = self.iterable, None, None
+        if close := getattr(iterable, "close", None):
+            close()
+
+
+class WSGIBridge:
+    """The ASGI app that serves ``wsgi_app``, each request in one thread of ``pool``."""
+
+    def __init__(
+        self, wsgi_app: WSGIApplication, pool: ExecutorPool, *, max_body_bytes: int, spool_bytes: int = 1024 * 1024
+    ) -> None:
+        self.app = wsgi_app
+        self.pool = pool
+        self.max_body_bytes = max_body_bytes
+        self.spool_bytes = spool_bytes
+        # One sync_to_async per executor, made once: making it per call costs a third of a hand-off.
+        self.handoffs: dict[ThreadPoolExecutor, Callable[..., Awaitable[Any]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})  # uvicorn answers 403
+        else:  # lifespan: nothing to start or stop
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        environ = build_environ(scope)
+        with tempfile.SpooledTemporaryFile(max_size=self.spool_bytes) as body:
+            if int(environ.get("CONTENT_LENGTH") or 0) > self.max_body_bytes:
+                await too_large(send)
+                return
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    await too_large(send)
+                    return
+                body.write(chunk)
+                if not message.get("more_body", False):
+                    break
+            body.seek(0)
+            environ["wsgi.input"] = body
+            if size:  # a chunked body has no Content-Length, and Django reads only that many bytes
+                environ["CONTENT_LENGTH"] = str(size)
+            async with self.pool.checkout() as executor:
+                await self.respond(Call(send, scope["method"] == "HEAD"), environ, executor, receive)
+
+    async def in_thread(self, executor: ThreadPoolExecutor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn`` run in ``executor``'s thread, which asgiref then knows to belong to this loop."""
+        handoff = self.handoffs.get(executor)
+        if handoff is None:
+            handoff = self.handoffs[executor] = sync_to_async(apply, thread_sensitive=False, executor=executor)
+        result: R = await handoff(fn, *args, **kwargs)
+        return result
+
+    async def respond(
+        self, call: Call, environ: WSGIEnvironment, executor: ThreadPoolExecutor, receive: Receive
+    ) -> None:
+        body = await self.in_thread(executor, call.call, self.app, environ)
+        if call.iterator is None:
+            await call.send_body(body, more=False)
+            return
+        disconnected = asyncio.ensure_future(receive())  # the body was read: the next message is the end
+        try:
+            while body and not call.head and not disconnected.done():
+                await call.send_body(body, more=True)
+                body = await self.in_thread(executor, call.pull)
+            if not disconnected.done():
+                await call.send_body(b"", more=False)
+        finally:
+            disconnected.cancel()
+            if call.iterable is not None:
+                await self.in_thread(executor, call.close)
+
+
+def build_environ(scope: Scope) -> WSGIEnvironment:
+    """PEP 3333's environ for an ASGI HTTP scope; paths are bytes decoded as latin-1, as CGI's are."""
+    root = scope.get("root_path", "").encode()
+    raw = scope.get("raw_path")
+    path = unquote_to_bytes(raw.partition(b"?")[0]) if raw else scope["path"].encode()
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    server = scope.get("server") or ("localhost", 80)
+    environ: WSGIEnvironment = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root.decode("latin-1"),
+        "PATH_INFO": path.decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 80),
+        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.errors": ERRORS,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    if client := scope.get("client"):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    for name, value in scope["headers"]:
+        if b"_" in name:  # X_Forwarded_For would pass for X-Forwarded-For: dropped, as gunicorn and runserver do
+            continue
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        text = value.decode("latin-1")
+        if key in environ:  # a repeated header: one value, as CGI has it (cookies joined as HTTP/2 does)
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+    return environ
+
+
+def apply(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    return fn(*args, **kwargs)
+
+
+async def too_large(send: Send) -> None:
+    text = b"Request body too large\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
+    # Closing the connection leaves the rest of the body unread.
+    await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": text})

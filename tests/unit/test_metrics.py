@@ -1,0 +1,172 @@
+"""Prometheus metrics at /-/metrics: every worker answers with the sum over all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Server, djserve, free_port, get
+
+VIEWS = """
+import os, time
+from pathlib import Path
+from django.http import HttpResponse
+
+def pid(request):
+    return HttpResponse(str(os.getpid()))
+
+def slow(request):
+    Path(os.environ["SLOW_PIDFILE"]).write_text(str(os.getpid()))
+    time.sleep(float(request.GET.get("seconds", "30")))
+    return HttpResponse("slow")
+
+urlpatterns += [path("pid", pid), path("slow", slow)]
+"""
+
+
+def with_views(site: Path) -> None:
+    urls = site / "mysite" / "urls.py"
+    urls.write_text(urls.read_text() + VIEWS)
+
+
+def samples(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    status, body = get(server.url("/-/metrics"))
+    assert status == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def value(server: Server, name: str, **labels: str) -> float:
+    return samples(server).get((name, frozenset(labels.items())), 0.0)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.2)
+
+
+def lost_request(url: str) -> None:
+    with contextlib.suppress(OSError):  # its worker is killed under it
+        get(url, timeout=30)
+
+
+def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_path: Path, serve: Any) -> None:
+    with_views(site)
+    pidfile = tmp_path / "slow.pid"
+    server = serve("--workers", "2", SLOW_PIDFILE=str(pidfile))
+    eventually(lambda: value(server, "djserve_worker_starts_total") == 2)
+
+    # Each request on a new connection; go on until both workers have answered some (bounded).
+    answered: list[str] = []
+    while len(set(answered)) < 2:
+        assert len(answered) < 300, f"one worker answered everything: {set(answered)}"
+        answered.append(get(server.url("/pid"))[1].decode())
+    for _ in range(3):
+        get(server.url("/-/health"))  # probes are not counted
+    # A worker records a request just after its response is sent, so the last one may take a moment.
+    eventually(lambda: value(server, "djserve_requests_total", method="GET", status="200") == len(answered))
+    # Several scrapes, so both workers answer some: each reports the total, which neither served alone.
+    for _ in range(6):
+        assert value(server, "djserve_requests_total", method="GET", status="200") == len(answered)
+    assert value(server, "djserve_request_duration_seconds_count") == len(answered)
+    assert value(server, "djserve_worker_starts_total") == 2
+    assert value(server, "djserve_requests_in_flight") == 0
+
+    # A request in flight on one worker, then that worker killed.
+    slow = threading.Thread(target=lost_request, args=(server.url("/slow?seconds=20"),), daemon=True)
+    slow.start()
+    eventually(pidfile.exists)
+    eventually(lambda: value(server, "djserve_requests_in_flight") == 1)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    eventually(lambda: value(server, "djserve_worker_starts_total") == 3)
+    eventually(lambda: get(server.url("/-/ready"))[0] == 200)
+    for _ in range(6):
+        found = samples(server)
+        assert found[("djserve_requests_total", frozenset({("method", "GET"), ("status", "200")}))] == len(answered)
+        assert found[("djserve_requests_in_flight", frozenset())] == 0  # the dead worker's request is gone
+
+
+ECHO = """
+async def app(scope, receive, send):
+    assert scope["type"] == "websocket"
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.disconnect":
+            return
+"""
+
+
+def test_open_websockets_are_counted_while_open(site: Path, serve: Any) -> None:
+    (site / "echo.py").write_text(ECHO)
+    server = serve("--workers", "2", DJSERVE_APP="echo:app")
+
+    async def hold_two_open() -> None:
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with websockets.connect(url), websockets.connect(url):
+            await asyncio.to_thread(eventually, lambda: value(server, "djserve_websockets_open") == 2)
+
+    asyncio.run(hold_two_open())
+    eventually(lambda: value(server, "djserve_websockets_open") == 0)
+    assert not [name for name, _ in samples(server) if name == "djserve_requests_total"]  # not HTTP requests
+
+
+def test_methods_beyond_the_standard_ones_share_one_label(serve: Any) -> None:
+    server = serve()
+    for method in ("PURGE", "MKCOL", "GET"):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request(method, "/missing")
+        connection.getresponse().read()
+        connection.close()
+    eventually(lambda: value(server, "djserve_request_duration_seconds_count") == 3)
+    found = samples(server)
+    methods = {dict(labels)["method"] for name, labels in found if name == "djserve_requests_total"}
+    assert methods == {"other", "GET"}
+    assert found[("djserve_requests_total", frozenset({("method", "other"), ("status", "404")}))] == 2
+
+
+def test_the_supervisors_directory_starts_empty(site: Path, tmp_path: Path, serve: Any) -> None:
+    directory = tmp_path / "prometheus"
+    first = serve("--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    for _ in range(3):
+        get(first.url("/missing"))
+    first.stop()
+    assert list(directory.glob("*.db"))  # the first run's values, left behind
+    second = serve("--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    eventually(lambda: value(second, "djserve_worker_starts_total") == 2)  # not 4
+    get(second.url("/missing"))
+    # 1, not the first run's 3 plus 1: a count that went past 1 would never come back down.
+    eventually(lambda: value(second, "djserve_requests_total", method="GET", status="404") == 1)
+
+
+def test_metrics_off_leaves_the_path_to_django(serve: Any) -> None:
+    server = serve("--no-metrics", DJSERVE_METRICS="true")  # the command line wins over the environment
+    status, body = get(server.url("/-/metrics"))
+    assert status == 404 and b"Page not found" in body
+
+
+def test_an_unwritable_metrics_directory_is_a_configuration_error(site: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "PROMETHEUS_MULTIPROC_DIR": str(blocked / "metrics")}
+    result = djserve("serve", "--port", str(free_port()), cwd=site, env=env, timeout=30)
+    assert result.code == 78
+    assert "metrics (default): cannot prepare the metrics directory" in result.err
+    assert "Traceback" not in result.err
