@@ -1,4 +1,4 @@
-"""How long and how hard each measurement runs: the full run (~17 min) and the smoke run (< 3 min)."""
+"""How long and how hard each measurement runs: the full run (~16 min) and the smoke run (< 3 min)."""
 
 from __future__ import annotations
 
