@@ -13,12 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, recycle, report, startup, throughput, wsload
+from bench import commands, footprint, hostile, postgres, recycle, report, startup, throughput, wsload
 from bench.containers import docker, load_cpus_available, remove_run_leftovers
 from bench.plan import FULL, SMOKE, Plan
-from bench.servers import SERVERS_IMAGE
+from bench.servers import SERVERS_IMAGE, WEBSOCKET_IMAGE
 
-IMAGES = (SERVERS_IMAGE, *startup.IMAGES, *(f"djserve:{v}" for v in footprint.VARIANTS))
+HERE = Path(__file__).resolve().parent
+IMAGES = (SERVERS_IMAGE, WEBSOCKET_IMAGE, *startup.IMAGES, *(f"djserve:{v}" for v in footprint.VARIANTS))
+# The hybrid presets' ratios, each against djserve's ASGI and WSGI modes.
+HYBRID = ("djserve-hybrid", "djserve-websocket")
+MODES = (("asgi", "djserve-asgi"), ("wsgi", "djserve-wsgi"))
 
 
 def preflight() -> None:
@@ -27,7 +31,11 @@ def preflight() -> None:
         sys.exit(f"bench: missing tools: {', '.join(missing)} (`make bench-tools`)")
     if not load_cpus_available():
         sys.exit("bench: needs CPUs 0 and 1: the servers run on one, the load on the other")
-    absent = [image for image in IMAGES if not docker("image", "ls", "-q", image)]
+    try:
+        images = (*dict.fromkeys(IMAGES), postgres.image())
+    except RuntimeError as exc:
+        sys.exit(f"bench: {exc}")
+    absent = [image for image in images if not docker("image", "ls", "-q", image)]
     if absent:
         sys.exit(f"bench: images missing: {', '.join(absent)} (`make images bench-image`)")
 
@@ -44,12 +52,36 @@ def _startup(plan: Plan) -> dict[str, Any]:
 
 
 def _throughput(plan: Plan) -> dict[str, Any]:
-    entries, memory = throughput.measure(plan)
+    found = throughput.measure(plan)
+
+    def ratio(server: str, baseline: str, path: str) -> float | None:
+        return throughput.ratio(found.entries, server, baseline, path)
+
+    hybrid = {
+        preset: {
+            f"vs_{mode}_{path.strip('/')}": ratio(preset, server, path)
+            for mode, server in MODES
+            for path in ("/sync", "/async", "/db")
+            if (server, path) in {(e["server"], e["path"]) for e in found.entries}
+        }
+        for preset in HYBRID
+    }
     return {
-        "throughput": entries,
-        "preset_vs_best_uvicorn": throughput.ratio(entries, "djserve", "uvicorn", "/async"),
-        "wsgi_vs_gunicorn_gthread": throughput.ratio(entries, "djserve-wsgi", "gunicorn-gthread", "/sync"),
-        "container_memory_mb": {name: round(mb, 1) for name, mb in memory.items()},
+        "throughput": found.entries,
+        "servers": found.servers,
+        "threads": commands.threads(SERVERS_IMAGE),
+        "asgi_async_vs_uvicorn": ratio("djserve-asgi", "uvicorn", "/async"),
+        "asgi_sync_vs_uvicorn": ratio("djserve-asgi", "uvicorn", "/sync"),
+        "asgi_db_vs_uvicorn": ratio("djserve-asgi", "uvicorn", "/db"),
+        "wsgi_vs_gunicorn_gthread": ratio("djserve-wsgi", "gunicorn-gthread", "/sync"),
+        "wsgi_db_vs_gunicorn_gthread": ratio("djserve-wsgi", "gunicorn-gthread", "/db"),
+        "hybrid": hybrid,
+        "hybrid_vs_asgi_sync": hybrid["djserve-hybrid"]["vs_asgi_sync"],
+        "hybrid_vs_wsgi_sync": hybrid["djserve-hybrid"]["vs_wsgi_sync"],
+        "hybrid_vs_asgi_async": hybrid["djserve-hybrid"]["vs_asgi_async"],
+        "pg_connections": found.pg_connections,
+        "failed_requests": found.failed_requests,
+        "container_memory_mb": found.memory_mb,
     }
 
 
@@ -68,6 +100,16 @@ def _recycle(plan: Plan) -> dict[str, Any]:
     return {"recycle": found, "recycle_failed_requests": found["preset"]["failed_requests"]}
 
 
+def _hostile(plan: Plan) -> dict[str, Any]:
+    found = hostile.measure(plan)
+    return {
+        "hostile": found,
+        "hostile_throughput_ratio": found["throughput_ratio"],
+        "hostile_rss_growth_mb": found["rss_growth_mb"],
+        "slowloris_closed_fraction": found["slowloris"]["closed_fraction"],
+    }
+
+
 STEPS: tuple[tuple[str, Callable[[Plan], dict[str, Any]]], ...] = (
     ("image sizes", _sizes),
     ("startup", _startup),
@@ -75,6 +117,7 @@ STEPS: tuple[tuple[str, Callable[[Plan], dict[str, Any]]], ...] = (
     ("rss per worker", _rss),
     ("websockets", _websockets),
     ("recycling", _recycle),
+    ("hostile clients", _hostile),
 )
 
 
@@ -89,35 +132,43 @@ def run(plan: Plan) -> dict[str, Any]:
 
 
 def problems(results: dict[str, Any], plan: Plan) -> list[str]:
-    """What shows the harness itself is broken; speed and the targets are reported, never asserted."""
+    """What shows the harness itself is broken. Speed, failed requests and the targets are reported,
+    never asserted: a contender that fails requests or holds connections is a finding, not a breakage."""
     found = []
-    numbers = (
-        "startup_ratio",
-        "preset_vs_best_uvicorn",
-        "wsgi_vs_gunicorn_gthread",
-        "kit_layers_mb",
-        "rss_per_worker_mb",
-        "ws_echo_p99_ms",
-    )
-    for key in numbers:
+    for key in ("startup_ratio", "kit_layers_mb", "rss_per_worker_mb", "ws_echo_p99_ms"):
         value = results.get(key)
         if not isinstance(value, float | int) or not math.isfinite(value) or value <= 0:
             found.append(f"{key} is not a positive number: {value!r}")
+    paths = dict.fromkeys(e["path"] for e in results["throughput"])
+    for path in paths:
+        if not any(e["rps"] > 0 for e in results["throughput"] if e["path"] == path):
+            found.append(f"no server answered {path} with 2xx: is the demo image older than its {path} view?")
     if results["ws_connections_held"] != plan.ws_sockets:
         found.append(f"held {results['ws_connections_held']} of {plan.ws_sockets} WebSockets")
     if results["websocket"]["echoes"] == 0:
         found.append("no WebSocket echo came back")
+    attack = results["hostile"]
+    if attack["clean_rps"] <= 0:
+        found.append(f"the hostile scenario's clean run served no {attack['path']}")
+    if attack["slowloris"]["opened"] == 0:
+        found.append("the hostile client opened no slowloris connection")
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="every measurement briefly (< 2 min)")
-    parser.add_argument("--out", type=Path, required=True, help="where results.json, RESULTS.md, the chart go")
-    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md and the chart from results.json")
+    parser.add_argument("--smoke", action="store_true", help="every measurement briefly (< 3 min)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where results.json, RESULTS.md, the chart go; with bench/ itself, also the README's headline tables",
+    )
+    parser.add_argument("--render", action="store_true", help="only rewrite the outputs from DIR/results.json")
     args = parser.parse_args()
+    readme = HERE.parent / "README.md" if args.out.resolve() == HERE else None
     if args.render:
-        report.write(json.loads((args.out / "results.json").read_text()), args.out)
+        report.write(json.loads((args.out / "results.json").read_text()), args.out, readme)
         return
     plan = SMOKE if args.smoke else FULL
     preflight()
@@ -125,7 +176,7 @@ def main() -> None:
         results = run(plan)
     finally:
         remove_run_leftovers()
-    report.write(results, args.out)
+    report.write(results, args.out, readme)
     print(f"bench: wrote {args.out}/results.json, RESULTS.md, throughput.png", flush=True)
     broken = problems(results, plan)
     if broken:

@@ -24,8 +24,12 @@ PORT = 8000
 RUN_LABEL = f"djserve-bench.run={uuid.uuid4().hex[:12]}"
 # The demo signs nothing that outlives a process, so a random key per process is enough (its README).
 DEMO_ENV = {"DJANGO_EPHEMERAL_SECRET_KEY": "1"}
-# The app containers' production profile (see the contract): read-only root, /tmp in memory, no privileges.
-HARDENING = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+# The app containers' production profile, as in the README's `docker run` examples and staging: read-only
+# root, /tmp in memory with a size (request bodies spool there), no privileges.
+HARDENING = ("--read-only", "--tmpfs", "/tmp:size=256m", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+# One CPU, the server core: also where `djserve command` and `djserve config` are asked, since the
+# preset's worker count follows the CPU limit.
+LIMITS = ("--cpus", "1", "--cpuset-cpus", SERVER_CPU)
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,8 @@ def free_port() -> int:
 
 def run_args(spec: Spec, host_port: int) -> list[str]:
     env = [arg for name, value in {**DEMO_ENV, **spec.env}.items() for arg in ("-e", f"{name}={value}")]
-    limits = ("--cpus", "1", "--cpuset-cpus", SERVER_CPU)
     publish = ("-p", f"127.0.0.1:{host_port}:{PORT}")
-    return ["docker", "run", "-d", "--label", RUN_LABEL, *HARDENING, *limits, *publish, *env, spec.image, *spec.command]
+    return ["docker", "run", "-d", "--label", RUN_LABEL, *HARDENING, *LIMITS, *publish, *env, spec.image, *spec.command]
 
 
 def start(spec: Spec) -> Container:
@@ -81,15 +84,18 @@ def start(spec: Spec) -> Container:
     return Container(done.stdout.strip(), host_port)
 
 
+def remove_ids(*ids: str) -> None:
+    """Removes containers with their anonymous volumes (PostgreSQL's data directory is one)."""
+    if ids:
+        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, check=False)
+
+
 def remove(*containers: Container) -> None:
-    if containers:
-        subprocess.run(["docker", "rm", "-f", *(c.id for c in containers)], capture_output=True, check=False)
+    remove_ids(*(c.id for c in containers))
 
 
 def remove_run_leftovers() -> None:
-    ids = docker("ps", "-aq", "--filter", f"label={RUN_LABEL}").split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+    remove_ids(*docker("ps", "-aq", "--filter", f"label={RUN_LABEL}").split())
 
 
 @contextmanager

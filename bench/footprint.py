@@ -7,10 +7,10 @@ import statistics
 from typing import Any
 
 from bench import wrk
+from bench.commands import bare_uvicorn
 from bench.containers import Spec, docker, running, wait_for_200
 from bench.plan import Plan
 from bench.procstat import MB, uvicorn_workers
-from bench.servers import uvicorn_command
 
 VARIANTS = ("production", "proxy", "websocket")
 
@@ -50,7 +50,8 @@ def sizes() -> dict[str, Any]:
 def rss_per_worker(plan: Plan) -> dict[str, Any]:
     """Mean RSS of two warmed-up workers under uvicorn's supervisor: djserve's preset and bare uvicorn."""
     image = "djserve-demo:production"
-    specs = (Spec(image, (), {"UVICORN_WORKERS": "2"}), Spec(image, uvicorn_command(workers=2), {}))
+    env = {"UVICORN_WORKERS": "2"}
+    specs = (Spec(image, (), env), Spec(image, bare_uvicorn(image, env), {}))
     out: dict[str, Any] = {}
     with running(*specs) as containers:
         for name, container in zip(("djserve", "uvicorn"), containers, strict=True):

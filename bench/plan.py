@@ -1,4 +1,4 @@
-"""How long and how hard each measurement runs: the full run (~15 min) and the smoke run (< 2 min)."""
+"""How long and how hard each measurement runs: the full run (~16 min) and the smoke run (< 3 min)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class Plan:
     startup_presets: tuple[str, ...]
     rounds: int  # interleaved throughput rounds; the median of the rounds is reported
     seconds: int  # one wrk run (wrk takes whole seconds)
-    warmup_seconds: int
+    warmup_seconds: int  # 0: none
     connections: int
     rss_load_seconds: int
     ws_sockets: int
@@ -24,6 +24,13 @@ class Plan:
     recycle_jitter: int | None
     recycle_seconds: int
     recycle_compare: bool  # also recycle with uvicorn's healthcheck timeout at 1 s, and bare uvicorn
+    # The clean and the hostile wrk run each, also the bound on the hostile uploads; None: long enough
+    # to cover the server's header_timeout and the allowance after it.
+    hostile_seconds: int | None
+    hostile_slowloris: int  # connections that never finish their request head
+    hostile_headers: int  # requests whose last header never ends
+    hostile_header_mb: int  # sent on each of them (MB, 10^6 bytes)
+    hostile_post_mb: int  # the POST's declared and streamed body
     ready_timeout: float = 60.0
 
 
@@ -31,7 +38,7 @@ FULL = Plan(
     name="full",
     startup_reps=7,
     startup_presets=("production", "proxy", "websocket"),
-    rounds=10,  # many short rounds: a burst of other work on the machine spoils few of them
+    rounds=6,  # short rounds: a burst of other work on the machine spoils few of them
     seconds=3,
     warmup_seconds=3,
     connections=32,
@@ -44,6 +51,11 @@ FULL = Plan(
     recycle_jitter=None,
     recycle_seconds=30,
     recycle_compare=True,
+    hostile_seconds=None,
+    hostile_slowloris=1000,
+    hostile_headers=4,
+    hostile_header_mb=64,
+    hostile_post_mb=500,
 )
 
 SMOKE = Plan(
@@ -52,7 +64,7 @@ SMOKE = Plan(
     startup_presets=("production",),
     rounds=1,
     seconds=1,
-    warmup_seconds=1,
+    warmup_seconds=0,
     connections=16,
     rss_load_seconds=1,
     ws_sockets=100,
@@ -63,4 +75,9 @@ SMOKE = Plan(
     recycle_jitter=0,  # so that a slow machine still recycles within the smoke run's few seconds
     recycle_seconds=5,
     recycle_compare=False,
+    hostile_seconds=2,
+    hostile_slowloris=100,
+    hostile_headers=4,
+    hostile_header_mb=8,
+    hostile_post_mb=50,
 )

@@ -1,8 +1,11 @@
-"""Resident memory of a container's processes, read by the engine (`docker top`), so the image needs no ps."""
+"""Memory of a container: its processes' RSS read by the engine (`docker top`), so the image needs no ps,
+and what it holds in memory read from its cgroup on the host, cheap enough to sample several times a second.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.containers import Container, docker
 
@@ -33,3 +36,27 @@ def total_rss_mb(container: Container) -> float:
 def uvicorn_workers(container: Container) -> list[Proc]:
     """Worker processes under uvicorn's supervisor, which starts each in a fresh interpreter (spawn)."""
     return [p for p in processes(container) if "multiprocessing.spawn" in p.args]
+
+
+def memory_stat(container: Container) -> Path:
+    """The container's memory.stat in the host's cgroup tree (cgroup v1 or v2)."""
+    pid = docker("inspect", "-f", "{{.State.Pid}}", container.id)
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.stat")
+        if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            return Path("/sys/fs/cgroup", path.lstrip("/"), "memory.stat")
+    raise RuntimeError(f"no memory cgroup for {container.id[:12]}")
+
+
+def in_memory_mb(stat: Path) -> tuple[float, float]:
+    """(anonymous memory of the container's processes, files in its tmpfs mounts), MB.
+
+    Together what a client can make the container hold: process heaps and a request body spooled to
+    the /tmp tmpfs alike. Page cache of the image's files is left out.
+    """
+    values = dict(line.split() for line in stat.read_text().splitlines())
+    v2 = "anon" in values
+    anon, shmem = (values["anon"], values["shmem"]) if v2 else (values["total_rss"], values["total_shmem"])
+    return int(anon) / MB, int(shmem) / MB

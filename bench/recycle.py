@@ -2,7 +2,8 @@
 
 Scenarios: the preset as a user gets it; in the full run also the same with uvicorn's worker
 healthcheck timeout at 1 s instead of 5 s (the supervisor notices an exited worker only when a
-healthcheck ping to it times out, see findings.md), and a bare uvicorn command with the same flags.
+healthcheck ping to it times out, see findings.md), and the bare uvicorn command `djserve command`
+prints for the same environment.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import re
 from typing import Any
 
 from bench import wrk
+from bench.commands import bare_uvicorn
 from bench.containers import Spec, running, wait_for_200
 from bench.plan import Plan
-from bench.servers import PRESET_JITTER, uvicorn_command
 
 IMAGE = "djserve-demo:production"
 PATH = "/async"
@@ -27,9 +28,7 @@ def scenarios(plan: Plan) -> dict[str, Spec]:
     found = {"preset": Spec(IMAGE, (), env)}
     if plan.recycle_compare:
         found["healthcheck_1s"] = Spec(IMAGE, (), {**env, "UVICORN_TIMEOUT_WORKER_HEALTHCHECK": "1"})
-        jitter = PRESET_JITTER if plan.recycle_jitter is None else plan.recycle_jitter
-        limits = ("--limit-max-requests", str(plan.recycle_max_requests), "--limit-max-requests-jitter", str(jitter))
-        found["bare_uvicorn"] = Spec(IMAGE, uvicorn_command(*limits, workers=2))
+        found["bare_uvicorn"] = Spec(IMAGE, bare_uvicorn(IMAGE, env))
     return found
 
 

@@ -1,62 +1,86 @@
-"""The contenders, all in one image (the production demo plus the other servers), one worker each.
+"""The contenders: djserve in each interface and the servers users would pick instead, one worker each.
 
-Every hand-written command uses the settings the production preset resolves to, so the figures
-compare servers, not configurations. WSGI servers get the thread count djserve's WSGI mode uses.
+All but the websocket preset run in one image (the production demo plus the other servers). The bare
+uvicorn command is derived from `djserve command` (bench/commands.py), never spelled by hand, so it has
+exactly the preset's settings. gunicorn gthread and granian's WSGI mode get djserve's `threads`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench import commands
 from bench.containers import PORT, Spec
 
 SERVERS_IMAGE = "djserve-bench:servers"
-ASGI_APP = "demo.asgi:application"
-WSGI_APP = "demo.wsgi:application"
-# a2wsgi's default pool, which djserve's WSGI mode keeps unless DJSERVE_WSGI_THREADS is set.
-WSGI_THREADS = 10
-BIND = f"0.0.0.0:{PORT}"
-
-# The production preset, spelled by hand (entrypoint/src/djserve/presets.toml).
-UVICORN_PRODUCTION = tuple(
-    f"--host 0.0.0.0 --port {PORT} --loop uvloop --http httptools --no-access-log --lifespan off "
-    "--no-server-header --timeout-graceful-shutdown 20".split()
-)
-# The preset's limit-max-requests-jitter, which bare uvicorn needs spelled out to recycle alike.
-PRESET_JITTER = 1000
-GRANIAN = tuple(f"granian --host 0.0.0.0 --port {PORT} --workers 1 --http 1".split())
-GUNICORN = ("gunicorn", "--bind", BIND, "--workers", "1")
-
-
-def uvicorn_command(*extra: str, workers: int = 1) -> tuple[str, ...]:
-    """The best hand-written uvicorn command: the production preset's settings plus `extra` flags."""
-    return ("uvicorn", ASGI_APP, "--workers", str(workers), *UVICORN_PRODUCTION, *extra)
+WEBSOCKET_IMAGE = "djserve-demo:websocket"
+DB_PATH = "/db"
+READY_PATH = "/sync"  # served by Django without the database, by every contender
+ASGI_PATHS = ("/async", "/sync", DB_PATH)
+WSGI_PATHS = ("/sync", DB_PATH)
+# Django's advice for ASGI servers: no persistent connections, since each request's sync code may run
+# in a new thread. Every ASGI server but djserve gets it.
+DJANGO_ASGI_ADVICE = {"DJANGO_CONN_MAX_AGE": "0"}
+# Django's other advice: its psycopg pool (the demo then turns persistent connections off).
+PSYCOPG_POOL = {"DJANGO_DB_POOL": "1"}
 
 
 @dataclass(frozen=True)
 class Server:
     name: str
-    interface: str
+    interface: str  # as configured; djserve's comes from `djserve config`
     paths: tuple[str, ...]
     spec: Spec
 
 
-def _asgi(name: str, *command: str, env: dict[str, str] | None = None) -> Server:
-    return Server(name, "asgi", ("/async", "/sync"), Spec(SERVERS_IMAGE, command, env or {}))
+def _djserve(name: str, image: str, env: dict[str, str], paths: tuple[str, ...]) -> Server:
+    interface: str = commands.config(image, env)["interface"]
+    return Server(name, interface, paths, Spec(image, (), env))
 
 
-def _wsgi(name: str, *command: str, env: dict[str, str] | None = None) -> Server:
-    return Server(name, "wsgi", ("/sync",), Spec(SERVERS_IMAGE, command, env or {}))
-
-
-SERVERS = (
-    # The image's own command: `tini -- djserve serve` with the production preset.
-    _asgi("djserve"),
-    _asgi("uvicorn", *uvicorn_command()),
-    # What tiangolo's uvicorn-gunicorn images run.
-    _asgi("gunicorn+uvicorn-worker", *GUNICORN, "--worker-class", "uvicorn_worker.UvicornWorker", ASGI_APP),
-    _asgi("granian-asgi", *GRANIAN, "--interface", "asginl", "--loop", "uvloop", ASGI_APP),
-    _wsgi("djserve-wsgi", env={"DJSERVE_INTERFACE": "wsgi"}),
-    _wsgi("gunicorn-gthread", *GUNICORN, "--worker-class", "gthread", "--threads", str(WSGI_THREADS), WSGI_APP),
-    _wsgi("granian-wsgi", *GRANIAN, "--interface", "wsgi", "--blocking-threads", str(WSGI_THREADS), WSGI_APP),
-)
+def contenders() -> tuple[Server, ...]:
+    threads = str(commands.threads(SERVERS_IMAGE))
+    asgi_app: str = commands.config(SERVERS_IMAGE, {"DJSERVE_INTERFACE": "asgi"})["app"]
+    wsgi_app: str = commands.config(SERVERS_IMAGE, {"DJSERVE_INTERFACE": "wsgi"})["app"]
+    uvicorn = commands.bare_uvicorn(SERVERS_IMAGE)
+    gunicorn = ("gunicorn", "--bind", f"0.0.0.0:{PORT}", "--workers", "1")
+    granian = ("granian", "--host", "0.0.0.0", "--port", str(PORT), "--workers", "1", "--http", "1")
+    return (
+        # The images' own command (`tini -- djserve serve`): the preset's default interface, then each mode.
+        _djserve("djserve-hybrid", SERVERS_IMAGE, {}, ASGI_PATHS),
+        _djserve("djserve-websocket", WEBSOCKET_IMAGE, {}, ASGI_PATHS),
+        _djserve("djserve-asgi", SERVERS_IMAGE, {"DJSERVE_INTERFACE": "asgi"}, ASGI_PATHS),
+        _djserve("djserve-wsgi", SERVERS_IMAGE, {"DJSERVE_INTERFACE": "wsgi"}, WSGI_PATHS),
+        Server("uvicorn", "asgi", ASGI_PATHS, Spec(SERVERS_IMAGE, uvicorn, DJANGO_ASGI_ADVICE)),
+        Server("uvicorn-pool", "asgi", (DB_PATH,), Spec(SERVERS_IMAGE, uvicorn, PSYCOPG_POOL)),
+        # What tiangolo's uvicorn-gunicorn images run.
+        Server(
+            "gunicorn+uvicorn-worker",
+            "asgi",
+            ASGI_PATHS,
+            Spec(
+                SERVERS_IMAGE,
+                (*gunicorn, "--worker-class", "uvicorn_worker.UvicornWorker", asgi_app),
+                DJANGO_ASGI_ADVICE,
+            ),
+        ),
+        # granian refuses more than one blocking thread under ASGI: Django's sync code runs in asgiref's threads.
+        Server(
+            "granian-asgi",
+            "asgi",
+            ASGI_PATHS,
+            Spec(SERVERS_IMAGE, (*granian, "--interface", "asginl", "--loop", "uvloop", asgi_app), DJANGO_ASGI_ADVICE),
+        ),
+        Server(
+            "gunicorn-gthread",
+            "wsgi",
+            WSGI_PATHS,
+            Spec(SERVERS_IMAGE, (*gunicorn, "--worker-class", "gthread", "--threads", threads, wsgi_app)),
+        ),
+        Server(
+            "granian-wsgi",
+            "wsgi",
+            WSGI_PATHS,
+            Spec(SERVERS_IMAGE, (*granian, "--interface", "wsgi", "--blocking-threads", threads, wsgi_app)),
+        ),
+    )

@@ -1,7 +1,8 @@
 """Time from `docker run` to the first 200 on /async: each preset against a bare uvicorn command.
 
-Both sides run the same image with identical settings, so the ratio is what the entrypoint adds:
-resolving and validating the configuration, prestart checks and the probe wrapper.
+Both sides run the same image with the settings `djserve command` prints for it, so the ratio is what
+the entrypoint adds: resolving and validating the configuration, prestart checks and the app factory.
+The bare side runs Django's ASGI application; the preset side runs whichever interface it defaults to.
 """
 
 from __future__ import annotations
@@ -10,22 +11,20 @@ import statistics
 import time
 from typing import Any
 
+from bench.commands import bare_uvicorn
 from bench.containers import Spec, remove, start, wait_for_200
 from bench.plan import Plan
-from bench.servers import uvicorn_command
 
 # Served by Django itself on both sides: the first answer that needs the app loaded.
 PATH = "/async"
-PROXY = ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,::1", "--timeout-keep-alive", "75")
-WEBSOCKET = ("--timeout-keep-alive", "60", "--ws-ping-interval", "20", "--ws-ping-timeout", "20")
-# preset -> (image, uvicorn flags beyond the production ones, environment of the djserve side)
-PRESETS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
-    "production": ("djserve-demo:production", (), {}),
+# preset -> (image, environment of both sides)
+PRESETS: dict[str, tuple[str, dict[str, str]]] = {
+    "production": ("djserve-demo:production", {}),
     # The proxy preset listens on 127.0.0.1 for a sidecar; a published port needs 0.0.0.0.
-    "proxy": ("djserve-demo:proxy", PROXY, {"UVICORN_HOST": "0.0.0.0"}),
-    "websocket": ("djserve-demo:websocket", (*WEBSOCKET, "--ws-max-size", "1048576"), {}),
+    "proxy": ("djserve-demo:proxy", {"UVICORN_HOST": "0.0.0.0"}),
+    "websocket": ("djserve-demo:websocket", {}),
 }
-IMAGES = tuple(image for image, _, _ in PRESETS.values())
+IMAGES = tuple(image for image, _ in PRESETS.values())
 
 
 def time_to_200(spec: Spec, timeout: float) -> float:
@@ -39,9 +38,9 @@ def time_to_200(spec: Spec, timeout: float) -> float:
 
 
 def measure_preset(preset: str, plan: Plan) -> dict[str, Any]:
-    image, extra, env = PRESETS[preset]
+    image, env = PRESETS[preset]
     kit = Spec(image, (), env)
-    bare = Spec(image, uvicorn_command(*extra), {})
+    bare = Spec(image, bare_uvicorn(image, env), {})
     if plan.startup_reps > 1:  # the first start after a build reads the image from disk
         time_to_200(kit, plan.ready_timeout)
         time_to_200(bare, plan.ready_timeout)
@@ -53,6 +52,7 @@ def measure_preset(preset: str, plan: Plan) -> dict[str, Any]:
             times.append(time_to_200(spec, plan.ready_timeout))
     return {
         "image": image,
+        "bare_command": " ".join(bare.command),
         "preset_s": [round(t, 3) for t in kit_s],
         "bare_uvicorn_s": [round(t, 3) for t in bare_s],
         "ratio": round(statistics.median(k / b for k, b in zip(kit_s, bare_s, strict=True)), 3),

@@ -23,8 +23,13 @@ class Load:
     errors: dict[str, int]
 
     @property
+    def answered(self) -> int:
+        """Requests answered with 2xx or 3xx: wrk counts the others among its requests too."""
+        return self.requests - self.errors["status"]
+
+    @property
     def rps(self) -> float:
-        return self.requests / self.seconds
+        return self.answered / self.seconds
 
     @property
     def failed(self) -> int:
