@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import commands, footprint, hostile, postgres, recycle, report, startup, throughput, wsload
+from bench import commands, footprint, hostile, postgres, recycle, report, startup, threadcount, throughput, wsload
 from bench.containers import docker, load_cpus_available, remove_run_leftovers
 from bench.plan import FULL, SMOKE, Plan
 from bench.servers import SERVERS_IMAGE, WEBSOCKET_IMAGE
@@ -85,6 +85,10 @@ def _throughput(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _threads(plan: Plan) -> dict[str, Any]:
+    return {"threads_sweep": threadcount.measure(plan)}
+
+
 def _rss(plan: Plan) -> dict[str, Any]:
     rss = footprint.rss_per_worker(plan)
     return {"rss_per_worker_mb": rss["djserve"], "rss_per_worker_mb_bare_uvicorn": rss["uvicorn"]}
@@ -114,6 +118,7 @@ STEPS: tuple[tuple[str, Callable[[Plan], dict[str, Any]]], ...] = (
     ("image sizes", _sizes),
     ("startup", _startup),
     ("throughput", _throughput),
+    ("thread counts", _threads),
     ("rss per worker", _rss),
     ("websockets", _websockets),
     ("recycling", _recycle),

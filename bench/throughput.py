@@ -43,8 +43,9 @@ def _describe(server: Server) -> dict[str, Any]:
     }
 
 
-def measure(plan: Plan) -> Measured:
-    servers = contenders()
+def measure(plan: Plan, servers: tuple[Server, ...] | None = None) -> Measured:
+    """Every contender, or the ``servers`` given."""
+    servers = servers or contenders()
     names = [postgres.database(s.name) for s in servers]
     with postgres.running(names, SERVERS_IMAGE, plan.ready_timeout) as pg:
         specs = [
