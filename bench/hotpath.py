@@ -15,9 +15,10 @@ uvicorn's does while the response is pending) and a ``send`` that only checks th
 thread of the process, so the pool's threads count), in µs per request. On a shared machine the
 least of several rounds is the figure least disturbed by other work.
 
-``--parts`` times the pieces on the path alone instead: the pool's checkout, asgiref's
-``ThreadSensitiveContext``, the environ, the request body's file, the hybrid dispatch, and the metrics
-middleware (prometheus_client's multiprocess values) around an app that answers at once.
+``--parts`` times the pieces on the path alone instead: a no-op call in a session of the thread
+pool (the hand-off to a thread and back), asgiref's ``ThreadSensitiveContext``, the environ, the
+request body's file, the hybrid dispatch, and the metrics middleware (prometheus_client's
+multiprocess values) around an app that answers at once.
 
 The floors beside the interfaces are Django alone: its WSGI handler called directly in this thread,
 and its ASGI handler with no djserve layer. What an interface costs above its floor is djserve's.
@@ -33,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,7 @@ async def parts(*, rounds: int) -> None:
     from asgiref.sync import ThreadSensitiveContext
     from djserve.hybrid import is_async, path_info
     from djserve.metrics import Observed
-    from djserve.threads import ExecutorPool
+    from djserve.threads import ThreadPool
     from djserve.wsgi import build_environ
 
     async def timed(step: Callable[[], Awaitable[object]], count: int = 20000) -> float:
@@ -147,20 +147,19 @@ async def parts(*, rounds: int) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    pool = ExecutorPool(8)
-    executor = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPool(8)
     sync = scope("/sync")
     observed = Observed(answer, metrics_path="/metrics", log_access=False)
 
     async def nothing() -> None:
         pass
 
-    async def checkout() -> None:
-        async with pool.checkout():
-            pass
+    async def handoff() -> None:
+        session = pool.session()
+        await session.call(session.release)
 
     async def context() -> None:
-        async with ThreadSensitiveContext(executor=executor):
+        async with ThreadSensitiveContext(executor=pool.session()):
             pass
 
     async def environ() -> None:
@@ -179,7 +178,7 @@ async def parts(*, rounds: int) -> None:
 
     floor = await timed(nothing)
     for name, step in [
-        ("ExecutorPool.checkout, free", checkout),
+        ("ThreadPool session, no-op call", handoff),
         ("ThreadSensitiveContext", context),
         ("build_environ", environ),
         ("SpooledTemporaryFile, empty", spooled),

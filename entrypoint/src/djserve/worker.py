@@ -13,7 +13,7 @@ from djserve import logs
 from djserve.capacity import WebSocketLimit
 from djserve.discovery import hybrid_wsgi_app, load_app
 from djserve.probes import ASGIApp, Probes
-from djserve.threads import ExecutorPool, PooledThreads
+from djserve.threads import PooledThreads, ThreadPool
 
 FACTORY = "djserve.worker:create"
 # Resolved settings handed to the workers: (environment variable, setting name).
@@ -44,7 +44,7 @@ def _interface_app(interface: str, environ: Mapping[str, str]) -> ASGIApp:
     # Imported here: the parent imports this module for HANDOFF, and needs neither.
     from djserve.wsgi import WSGIBridge
 
-    pool = ExecutorPool(int(environ["DJSERVE_THREADS"]))
+    pool = ThreadPool(int(environ["DJSERVE_THREADS"]))
     factory = environ.get("UVICORN_FACTORY") == "true"
     max_body_bytes = int(environ["DJSERVE_MAX_BODY_BYTES"])
     if interface == "wsgi":

@@ -3,17 +3,19 @@
 a2wsgi crossed between loop and thread about eight times a request. Here, a request:
 1. in the loop: builds the environ and reads the body into a ``SpooledTemporaryFile`` (disk above
    ``spool_bytes``); a body above ``max_body_bytes`` gets 413 and the app never runs;
-2. checks an executor out of the worker's ``ExecutorPool``, held until the response is complete;
-3. hands off once, loop to thread: the app runs, ``start_response`` records status and headers, and
-   the body is taken, whole if held in memory (a list, a tuple, or Django's ``HttpResponse``, whose
-   iterator is a list iterator; the app is then closed), else its first non-empty chunk;
-4. returns once, thread to loop, which sends the response start and that body;
-5. only for a streamed body (a generator, a file): goes back to the same thread for each further
-   chunk, after the previous send returned (uvicorn's send waits for the socket: backpressure),
-   until it ends or the client leaves. ``close()`` is always called, so ``request_finished`` fires.
+2. hands off once, loop to whichever thread of the worker's ``ThreadPool`` is free (a session):
+   the app runs, ``start_response`` records status and headers, and the body is taken, whole if held
+   in memory (a list, a tuple, or Django's ``HttpResponse``, whose iterator is a list iterator; the
+   app is then closed and the thread goes straight on to the next request), else its first non-empty
+   chunk;
+3. returns once, thread to loop, which sends the response start and that body;
+4. only for a streamed body (a generator, a file): the session keeps its thread, and the loop goes
+   back to it for each further chunk, after the previous send returned (uvicorn's send waits for the
+   socket: backpressure), until it ends or the client leaves. ``close()`` is always called, in that
+   thread, so ``request_finished`` fires.
 
-The hand-off is asgiref's ``sync_to_async`` with the checked-out executor: it records the worker's loop
-as asgiref's main event loop in the thread, so ``async_to_sync`` in a sync view runs on that loop.
+The pool's threads record the worker's loop as asgiref's main event loop, so ``async_to_sync`` in a
+sync view runs on that loop. The app runs in its thread's own context, as under any WSGI server.
 An error in the app propagates to uvicorn, which answers 500 if nothing was sent yet and otherwise
 closes the connection, as gunicorn does.
 """
@@ -23,25 +25,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication, WSGIEnvironment
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 
 from djserve.probes import Message, Receive, Scope, Send
-from djserve.threads import ExecutorPool
+from djserve.threads import Session, ThreadPool
 
 # Iterators of bodies already in memory: taken whole in the first hand-off.
 IN_MEMORY: tuple[type, ...] = (type(iter([])), type(iter(())))
 # wsgi.file_wrapper reads at least this much per hand-off (Django's FileResponse asks for 4 KiB).
 FILE_BLOCK = 256 * 1024
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Errors:
@@ -87,9 +86,10 @@ class FileWrapper:
 class Call:
     """One WSGI call: ``start_response``'s record and the rest of the body. Its methods run in the thread."""
 
-    def __init__(self, send: Send, head: bool) -> None:
+    def __init__(self, send: Send, head: bool, session: Session) -> None:
         self.send = send
         self.head = head
+        self.session = session
         self.start: Message | None = None
         self.sent = False  # the response start went out: start_response may no longer replace it
         self.iterable: Iterable[bytes] | None = None  # not yet closed
@@ -154,22 +154,24 @@ class Call:
 
     def close(self) -> None:
         iterable, self.iterable, self.iterator = self.iterable, None, None
-        if close := getattr(iterable, "close", None):
-            close()
+        try:
+            if close := getattr(iterable, "close", None):
+                close()
+        finally:
+            # Released here, in the thread: it takes the next request at once, not after a trip through the loop.
+            self.session.release()
 
 
 class WSGIBridge:
     """The ASGI app that serves ``wsgi_app``, each request in one thread of ``pool``."""
 
     def __init__(
-        self, wsgi_app: WSGIApplication, pool: ExecutorPool, *, max_body_bytes: int, spool_bytes: int = 1024 * 1024
+        self, wsgi_app: WSGIApplication, pool: ThreadPool, *, max_body_bytes: int, spool_bytes: int = 1024 * 1024
     ) -> None:
         self.app = wsgi_app
         self.pool = pool
         self.max_body_bytes = max_body_bytes
         self.spool_bytes = spool_bytes
-        # One sync_to_async per executor, made once: making it per call costs a third of a hand-off.
-        self.handoffs: dict[ThreadPoolExecutor, Callable[..., Awaitable[Any]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -204,21 +206,14 @@ class WSGIBridge:
             environ["wsgi.input"] = body
             if size:  # a chunked body has no Content-Length, and Django reads only that many bytes
                 environ["CONTENT_LENGTH"] = str(size)
-            async with self.pool.checkout() as executor:
-                await self.respond(Call(send, scope["method"] == "HEAD"), environ, executor, receive)
+            session = self.pool.session()
+            try:
+                await self.respond(Call(send, scope["method"] == "HEAD", session), environ, session, receive)
+            finally:
+                session.release()  # already done in the thread unless the request was cut short
 
-    async def in_thread(self, executor: ThreadPoolExecutor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """``fn`` run in ``executor``'s thread, which asgiref then knows to belong to this loop."""
-        handoff = self.handoffs.get(executor)
-        if handoff is None:
-            handoff = self.handoffs[executor] = sync_to_async(apply, thread_sensitive=False, executor=executor)
-        result: R = await handoff(fn, *args, **kwargs)
-        return result
-
-    async def respond(
-        self, call: Call, environ: WSGIEnvironment, executor: ThreadPoolExecutor, receive: Receive
-    ) -> None:
-        body = await self.in_thread(executor, call.call, self.app, environ)
+    async def respond(self, call: Call, environ: WSGIEnvironment, session: Session, receive: Receive) -> None:
+        body = await session.call(call.call, self.app, environ)
         if call.iterator is None:
             await call.send_body(body, more=False)
             return
@@ -226,13 +221,13 @@ class WSGIBridge:
         try:
             while body and not call.head and not disconnected.done():
                 await call.send_body(body, more=True)
-                body = await self.in_thread(executor, call.pull)
+                body = await session.call(call.pull)
             if not disconnected.done():
                 await call.send_body(b"", more=False)
         finally:
             disconnected.cancel()
             if call.iterable is not None:
-                await self.in_thread(executor, call.close)
+                await session.call(call.close)
 
 
 def build_environ(scope: Scope) -> WSGIEnvironment:
@@ -273,10 +268,6 @@ def build_environ(scope: Scope) -> WSGIEnvironment:
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
     return environ
-
-
-def apply(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    return fn(*args, **kwargs)
 
 
 async def too_large(send: Send) -> None:
