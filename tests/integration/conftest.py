@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import COMPOSE_FILE, HARDENED, Container, Stack, StartContainer, docker
+from harness import COMPOSE_FILE, HARDENED, Container, Stack, StartContainer, docker, run_container
 
 # The staging stack's published ports, chosen free by the engine so that a running `make up` or
 # another test run does not collide.
@@ -34,13 +34,11 @@ def start_container() -> Iterator[StartContainer]:
         options: Sequence[str] = HARDENED,
         health_interval: str = "1s",
     ) -> Container:
-        env_args = [item for name, value in (env or {}).items() for item in ("-e", f"{name}={value}")]
-        container_id = docker(
-            "run", "-d", f"--health-interval={health_interval}", "-p", "127.0.0.1::8000",
-            *options, *env_args, image, *command,
-        ).stdout.strip()  # fmt: skip
-        started.append(container_id)
-        return Container(container_id)
+        container = run_container(
+            image, *command, env=env, options=tuple(options), health_interval=health_interval
+        )
+        started.append(container.id)
+        return container
 
     yield start
     for container_id in started:
