@@ -32,7 +32,9 @@ def _finish(client: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def measure(plan: Plan) -> dict[str, Any]:
-    with running(Spec(IMAGE)) as (container,):
+    # This measures how many sockets one worker holds, so the per-worker bound must not cut it short.
+    spec = Spec(IMAGE, (), {"DJSERVE_WS_MAX_CONNECTIONS": str(plan.ws_sockets + 100)})
+    with running(spec) as (container,):
         wait_for_200(container, "/async", plan.ready_timeout)
         prefix = container.load_prefix()
         # A few sockets first, so the baseline includes the consumer code and the first-socket costs.

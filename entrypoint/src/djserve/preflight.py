@@ -61,7 +61,13 @@ def settings(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
 
 
 def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
+    import signal
+
     from djserve import logs, static
+
+    # Forked with the parent's prestart handlers: a stop ends this child quietly, as the parent reports it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
     from djserve.serving import launch
 
     resolved = settings(args, with_app=True, expanded=expanded)
@@ -73,7 +79,7 @@ def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
 
 
 def in_child(args: Sequence[str]) -> Launch:
-    """``settings(args, with_app=True)`` in a spawned child, as a Launch; its exit code is ours if it sends none.
+    """``settings(args, with_app=True)`` in a forked child, as a Launch; its exit code is ours if it sends none.
 
     ``X_FILE`` variables are expanded here first, so that the workers this process starts inherit ``X``.
     """
@@ -81,7 +87,9 @@ def in_child(args: Sequence[str]) -> Launch:
 
     expanded = envfiles.expand(os.environ)
     receiving, sending = multiprocessing.Pipe(duplex=False)
-    child = multiprocessing.get_context("spawn").Process(
+    # Forked, not spawned: the child starts with uvicorn and djserve already imported, which saves it an
+    # interpreter start; this process has no threads yet, and it never imports what the child imports.
+    child = multiprocessing.get_context("fork").Process(
         target=_child, args=(list(args), expanded, sending), name="preflight"
     )
     child.start()
