@@ -160,3 +160,32 @@ def serve(site: Path) -> Iterator[Any]:
     for server in started:
         server.kill()
         server.process.communicate()
+
+
+@contextlib.contextmanager
+def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[None]:
+    """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once it answers health."""
+    bin_dir = Path(sys.executable).parent
+    process = subprocess.Popen(
+        ["sh", "-c", line],
+        cwd=cwd,
+        env={**environment(**env), "PATH": f"{bin_dir}:/usr/bin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if get(f"http://127.0.0.1:{port}/-/health", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(process.stderr.read() if process.stderr else "")
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=20)

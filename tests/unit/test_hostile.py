@@ -7,9 +7,7 @@ wide margins because the machine running the tests is shared.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import djserve, environment, free_port, get
+from conftest import djserve, environment, free_port, get, printed_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 1.5  # --header-timeout in these tests
@@ -351,26 +349,9 @@ def test_printed_command_serves_with_djserves_protocols_and_limits(site: Path) -
     port = free_port()
     line = djserve("command", "--host", "127.0.0.1", "--port", str(port), "--max-body-bytes", "1000", cwd=site, env=env)
     assert "DJSERVE_MAX_BODY_BYTES=1000" in line.out
-    bin_dir = Path(sys.executable).parent
-    process = subprocess.Popen(
-        ["sh", "-c", line.out.strip()],
-        cwd=site,
-        env={**environment(**env), "PATH": f"{bin_dir}:/usr/bin:/bin"},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                get(f"http://127.0.0.1:{port}/-/health")
-                break
-            except OSError:
-                time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
-            assert status(read_until_closed(sock)) == 413
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=20)
+    with (
+        printed_command(line.out.strip(), site, port, **env),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
+        assert status(read_until_closed(sock)) == 413

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shlex
 import signal
 import socket
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DJSERVE, djserve, environment, free_port, get
+from conftest import DJSERVE, djserve, environment, free_port, get, printed_command
 
 EVIL = {"Host": "attacker.example"}
 
@@ -172,29 +171,9 @@ def test_printed_command_starts_the_same_server(site: Path) -> None:
     port = free_port()
     env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production", "UVICORN_PORT": str(port)}
     line = djserve("command", "--host", "127.0.0.1", "--workers", "1", cwd=site, env=env).out.strip()
-    bin_dir = Path(sys.executable).parent
-    process = subprocess.Popen(
-        ["sh", "-c", line],
-        cwd=site,
-        env={**environment(DJANGO_SETTINGS_MODULE="mysite.settings"), "PATH": f"{bin_dir}:/usr/bin:/bin"},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                assert get(f"http://127.0.0.1:{port}/-/ready", EVIL)[0] == 200
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError(process.stderr.read() if process.stderr else "")
+    with printed_command(line, site, port, DJANGO_SETTINGS_MODULE="mysite.settings"):
+        assert get(f"http://127.0.0.1:{port}/-/ready", EVIL)[0] == 200
         assert get(f"http://127.0.0.1:{port}/")[1].count(b"Django") > 0
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=20)
     assert shlex.split(line)[0].startswith("DJSERVE_APP=")
 
 
