@@ -100,7 +100,7 @@ async def rounds(app: ASGI, path: str, *, requests: int, rounds: int, concurrenc
 def django_wsgi_floor(*, requests: int, rounds: int) -> float:
     """Django's WSGI handler alone, called in this thread with a prebuilt environ."""
     from django.core.wsgi import get_wsgi_application
-    from djserve.wsgi import build_environ
+    from djserve.app.wsgi import build_environ
 
     handler = get_wsgi_application()
     template = build_environ(scope("/sync"))
@@ -129,10 +129,10 @@ def django_wsgi_floor(*, requests: int, rounds: int) -> float:
 async def parts(*, rounds: int) -> None:
     """The pieces on every request's path, each timed alone (µs per call, least of ``rounds``)."""
     from asgiref.sync import ThreadSensitiveContext
-    from djserve.hybrid import is_async, path_info
-    from djserve.metrics import Observed
-    from djserve.threads import ThreadPool
-    from djserve.wsgi import build_environ
+    from djserve.app.hybrid import is_async, path_info
+    from djserve.app.observe import Observed
+    from djserve.app.threads import ThreadPool
+    from djserve.app.wsgi import build_environ
 
     async def timed(step: Callable[[], Awaitable[object]], count: int = 20000) -> float:
         best = float("inf")
@@ -191,24 +191,23 @@ async def parts(*, rounds: int) -> None:
 
 
 def worker(interface: str, *, serve_static: bool, metrics: bool) -> ASGI:
-    """The app uvicorn would serve in a worker: ``djserve.worker.create`` with the kit's handoff."""
+    """The app uvicorn would serve in a worker: ``djserve.worker.create`` with the kit's hand-off."""
+    from djserve.handoff import WorkerConfig
     from djserve.worker import create
 
     app = "demo.wsgi:application" if interface == "wsgi" else "demo.asgi:application"
-    environ = {
-        "DJSERVE_APP": app,
-        "DJSERVE_INTERFACE": interface,
-        "DJSERVE_HEALTH_PATH": "/healthz",
-        "DJSERVE_READY_PATH": "/readyz",
-        "DJSERVE_THREADS": "8",
-        "DJSERVE_MAX_BODY_BYTES": str(10 * 1024 * 1024),
-        "DJSERVE_WS_MAX_CONNECTIONS": "1000",
-        "DJANGO_SETTINGS_MODULE": "demo.settings",
-        "DJSERVE_SERVE_STATIC": "true" if serve_static else "false",
-        "DJSERVE_METRICS": "true" if metrics else "false",
-        "DJSERVE_METRICS_PATH": "/metrics",
-    }
-    return create(environ)
+    handoff = WorkerConfig(
+        app=app,
+        interface=interface,
+        wsgi_app="demo.wsgi:application" if interface == "hybrid" else None,
+        health_path="/healthz",
+        ready_path="/readyz",
+        max_body_bytes=10 * 1024 * 1024,
+        serve_static=serve_static,
+        metrics=metrics,
+        metrics_path="/metrics",
+    )
+    return create({**handoff.to_environ(), "DJANGO_SETTINGS_MODULE": "demo.settings"})
 
 
 def setup_demo() -> None:

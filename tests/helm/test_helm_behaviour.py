@@ -11,8 +11,9 @@ from typing import Any
 
 import helm_python
 import pytest
-from djserve import draining, presets
-from djserve.options import PRESETS, SETTINGS
+from djserve.config import presets
+from djserve.config.options import PRESETS, SETTINGS
+from djserve.serve import draining
 from helmchart import CHART, CI_VALUES, load_values, render
 
 CONFIG_FILE = "/etc/djserve/djserve.toml"

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from uvicorn.main import main as uvicorn_main
 
-from djserve.command import REDACTED, render
-from djserve.options import SETTINGS, Host, Implementation, Workers
-from djserve.serving import uvicorn_options
-from djserve.settings import resolve
+from djserve.config.command import render
+from djserve.config.options import SETTINGS, Host, Implementation, Workers
+from djserve.config.resolve import resolve
+from djserve.config.uvicorn_args import uvicorn_options
+from djserve.defaults import REDACTED
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zs")), min_size=1, max_size=12)
 # Options that name files must name real ones for uvicorn's click types to accept them.

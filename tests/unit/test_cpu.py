@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from djserve.cpu import limit
+from djserve.config.cpu import limit
 
 AVAILABLE = len(os.sched_getaffinity(0))
 

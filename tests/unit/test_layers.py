@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from djserve.options import SETTINGS as SETTINGS_REGISTRY
-from djserve.options import key_index
+from djserve.config.options import SETTINGS as SETTINGS_REGISTRY
+from djserve.config.options import key_index
 
 from conftest import config, djserve, sources
 

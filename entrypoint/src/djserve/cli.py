@@ -10,14 +10,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from djserve.settings import Effective
+from typing import Any
 
 
 def serve(args: Sequence[str]) -> None:
-    from djserve import launch, logs, preflight, prestart
+    from djserve import logs, preflight, prestart
+    from djserve.serve import launch
 
     try:
         with prestart.stoppable():
@@ -30,25 +28,19 @@ def serve(args: Sequence[str]) -> None:
     except prestart.Terminated:
         prestart.log.info("stopped during prestart")
         sys.exit(128 + 15)
-    launch.serve(ready)
+    launch.run(ready)
 
 
-def _shown(name: str, effective: Effective) -> Any:
-    from djserve.command import REDACTED
-    from djserve.options import SETTINGS
-
-    value = effective.value
-    if (SETTINGS[name].secret or effective.secret) and value is not None:
-        return REDACTED
+def _shown(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
 def config(args: Sequence[str]) -> None:
-    from djserve.preflight import settings
+    from djserve.preflight import resolved
 
     as_json = "--json" in args
-    resolved = settings([a for a in args if a != "--json"], with_app=False)
-    shown = {name: {"value": _shown(name, e), "source": e.source} for name, e in resolved.values.items()}
+    kit = resolved([a for a in args if a != "--json"], with_app=False)
+    shown = {name: {"value": _shown(kit.shown(name)), "source": e.source} for name, e in kit.values.items()}
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return
@@ -58,17 +50,17 @@ def config(args: Sequence[str]) -> None:
 
 
 def check(args: Sequence[str]) -> None:
-    from djserve.preflight import settings
+    from djserve.preflight import resolved
 
-    settings(args, with_app=True)
+    resolved(args, with_app=True)
     print("configuration OK")
 
 
 def print_command(args: Sequence[str]) -> None:
-    from djserve.command import render
-    from djserve.preflight import settings
+    from djserve.config.command import render
+    from djserve.preflight import resolved
 
-    print(render(settings(args, with_app=False)))
+    print(render(resolved(args, with_app=False)))
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {

@@ -7,7 +7,7 @@ from, Django's loggers. Django's own ``console`` handler on the ``django`` logge
 ``DEBUG = True`` (its ``require_debug_true`` filter), so in production each record is written once; with
 ``DEBUG = True`` Django's plain-text copy appears beside the JSON line, as in development.
 
-In JSON mode uvicorn's access logger is silent: its record has no duration, so ``djserve.metrics`` writes
+In JSON mode uvicorn's access logger is silent: its record has no duration, so ``djserve.app.observe`` writes
 the access line (``djserve.access``) instead, when the access log is on.
 
 In text mode djserve's own handler on the root logger writes the records of every logger that uvicorn's

@@ -1,6 +1,6 @@
 """Everything that can fail before anything binds: resolution, validation and the app import.
 
-``djserve serve`` does it in a short-lived child process that hands the resolved settings back, so the
+``djserve serve`` does it in a short-lived child process that hands the resolved configuration back, so the
 serving process (the workers' supervisor, the container's main process under tini) never imports Django, the user's
 settings or the app: it stays small, and a broken app still ends in exit 78 before the port is bound.
 """
@@ -14,76 +14,75 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from djserve.envfiles import Expanded
-    from djserve.launch import Launch
-    from djserve.settings import Settings
+from djserve.defaults import EX_CONFIG, REDACTED
 
-EX_CONFIG = 78  # sysexits.h: configuration error
+if TYPE_CHECKING:
+    from djserve.config.envfiles import Expanded
+    from djserve.config.model import KitConfig
+    from djserve.handoff import Launch
 
 
 def _hidden(line: str, values: Sequence[str]) -> str:
     """A problem line with every value read from a file blanked, wherever a message quoted it."""
-    from djserve.command import REDACTED
-
     for value in values:
         if value:
             line = line.replace(value, REDACTED)
     return line
 
 
-def settings(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> Settings:
-    """Resolved settings, or exit 78 listing every problem. Imports Django's settings (and the app).
+def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> KitConfig:
+    """The resolved configuration, or exit 78 listing every problem. Imports Django's settings (and the app).
 
-    ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.envfiles``),
+    ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.config.envfiles``),
     unless the caller did that already and hands over what it found.
     """
     import click
 
-    from djserve import envfiles
-    from djserve.settings import load_app, resolve
+    from djserve.config import envfiles
+    from djserve.config.resolve import import_apps, resolve
 
     if expanded is None:
         expanded = envfiles.expand(os.environ)
     try:
-        resolved = resolve(args, os.environ, expanded.files)
+        config = resolve(args, os.environ, expanded.files)
     except click.exceptions.Exit as done:  # --help
         sys.exit(done.exit_code)
     if with_app:
-        load_app(resolved)
-    problems = expanded.problems + resolved.problems
+        import_apps(config)
+    problems = expanded.problems + config.problems
     if problems:
         secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
         for problem in problems:
             print(_hidden(str(problem), secrets), file=sys.stderr)
         sys.exit(EX_CONFIG)
-    return resolved
+    return config
 
 
 def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
     import signal
 
-    from djserve import logs, static
+    from djserve import logs
+    from djserve.config import discovery
 
     # Forked with the parent's prestart handlers: a stop ends this child quietly, as the parent reports it.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
-    from djserve.serving import launch
+    from djserve.config.uvicorn_args import launch
 
-    resolved = settings(args, with_app=True, expanded=expanded)
+    config = resolved(args, with_app=True, expanded=expanded)
     # Once, here, where Django's settings are loaded; a prestart collectstatic may still create it.
-    if resolved["serve_static"] and not resolved["collectstatic"]:
-        logs.configure(resolved["log_format"])
-        static.warn_if_missing()
-    result.send(launch(resolved))
+    if config["serve_static"] and not config["collectstatic"]:
+        logs.configure(config["log_format"])
+        discovery.warn_if_no_static_root()
+    result.send(launch(config))
 
 
 def in_child(args: Sequence[str]) -> Launch:
-    """``settings(args, with_app=True)`` in a forked child, as a Launch; its exit code is ours if it sends none.
+    """``resolved(args, with_app=True)`` in a forked child, as a Launch; its exit code is ours if it sends none.
 
     ``X_FILE`` variables are expanded here first, so that the workers this process starts inherit ``X``.
     """
-    from djserve import envfiles
+    from djserve.config import envfiles
 
     expanded = envfiles.expand(os.environ)
     receiving, sending = multiprocessing.Pipe(duplex=False)
@@ -95,7 +94,7 @@ def in_child(args: Sequence[str]) -> Launch:
     child.start()
     sending.close()
     try:
-        resolved: Launch = receiving.recv()
+        launch: Launch = receiving.recv()
     except EOFError:  # it exited first: problems printed, --help shown, or a crash
         child.join()
         code = child.exitcode or 0
@@ -107,4 +106,4 @@ def in_child(args: Sequence[str]) -> Launch:
     finally:
         receiving.close()
     child.join()
-    return resolved
+    return launch

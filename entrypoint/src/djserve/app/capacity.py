@@ -1,6 +1,6 @@
 """What a worker holds at once: HTTP requests in flight and open WebSockets.
 
-The counts are per worker process. ``limit_concurrency`` (in ``djserve.protocols``) and
+The counts are per worker process. ``limit_concurrency`` (in ``djserve.serve.protocols``) and
 ``ws_max_connections`` (below) are enforced on them; ``requests_in_flight`` and ``websockets_open``
 let other code of the worker read them.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from djserve.probes import HEADERS, ASGIApp, Receive, Scope, Send
+from djserve.app.probes import HEADERS
+from djserve.app.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("uvicorn.error")
 

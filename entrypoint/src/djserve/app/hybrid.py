@@ -16,7 +16,7 @@ a cached dispatch costs under a microsecond (0.4 to 0.7 µs, best of 9, on a sha
 a path not yet cached costs one resolution, about 60 µs for the admin's URLs. To measure::
 
     DJANGO_SETTINGS_MODULE=mysite.settings python -m timeit -r 9 \
-      -s 'import django; django.setup(); from djserve.hybrid import is_async, path_info' \
+      -s 'import django; django.setup(); from djserve.app.hybrid import is_async, path_info' \
       -s 'scope = {"path": "/admin/login/"}' 'is_async(path_info(scope))'
 
 A ``request.urlconf`` set by middleware is not seen: routing follows ``ROOT_URLCONF``.
@@ -32,7 +32,7 @@ from django.core.handlers.asgi import get_script_prefix
 from django.urls import get_resolver
 from django.utils import translation
 
-from djserve.probes import ASGIApp, Receive, Scope, Send
+from djserve.app.types import ASGIApp, Receive, Scope, Send
 
 CACHED_PATHS = 4096
 # Longer paths are resolved every time: a client sending long unique paths (up to max_header_bytes

@@ -2,9 +2,7 @@
 
 prometheus_client's multiprocess mode sums what all workers record: each worker writes its values to
 files in ``PROMETHEUS_MULTIPROC_DIR`` and any worker answers ``metrics_path`` with the sum of all of
-them. The supervisor owns that directory: ``prepare_directory()`` before the first worker starts, and
-``worker_exited(pid)`` for each worker that is gone, so its in-flight and WebSocket gauges stop counting
-while its counters and histogram are kept.
+them. The serving process owns that directory (``djserve.serve.metrics_dir``).
 
 prometheus_client picks its value store when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; it
 is therefore imported only inside functions, never by this module's import, so that a single worker that
@@ -13,58 +11,24 @@ runs in the supervisor's own process sees the directory too.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from djserve.probes import ASGIApp, Message, Receive, Scope, Send, probe_path
+from djserve.app.probes import probe_path
+from djserve.app.types import ASGIApp, Message, Receive, Scope, Send
+from djserve.defaults import METRICS_DIRECTORY_VARIABLE as DIRECTORY
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
-DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 # A method label for anything else keeps the series count bounded whatever clients send.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 access_log = logging.getLogger("djserve.access")
-
-
-def prepare_directory(environ: Any = os.environ) -> Path:
-    """The supervisor's, before any worker starts: an empty directory for the workers' value files.
-
-    A ``PROMETHEUS_MULTIPROC_DIR`` the user set is used and emptied of the last run's files; otherwise a
-    fresh directory under the temporary directory (the container's tmpfs) is created and set.
-    """
-    if environ.get(DIRECTORY):
-        path = Path(environ[DIRECTORY])
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-    else:
-        path = Path(tempfile.mkdtemp(prefix="djserve-metrics-"))
-        environ[DIRECTORY] = str(path)
-        atexit.register(shutil.rmtree, path, ignore_errors=True)  # the supervisor's exit; workers never run it
-    return path
-
-
-def worker_exited(pid: int) -> None:
-    """The supervisor's, for each worker that has exited: drop its live gauges, keep its counts.
-
-    This is prometheus_client's ``multiprocess.mark_process_dead`` (its live gauge modes all start with
-    ``live``), spelled out because importing prometheus_client would add about 14 MB to the supervisor,
-    which stays under 30 MB (bench/findings.md).
-    """
-    directory = os.environ.get(DIRECTORY)
-    if directory:
-        for live in Path(directory).glob(f"gauge_live*_{pid}.db"):
-            live.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

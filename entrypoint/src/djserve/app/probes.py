@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
 
-from djserve import draining
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from djserve.app.state import DRAINING
+from djserve.app.types import ASGIApp, Message, Receive, Scope, Send
+from djserve.handoff import WorkerConfig
 
 HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
 
 
 def _closing(send: Send) -> Send:
-    """A stopping worker asks keep-alive clients to reconnect elsewhere: see ``djserve.draining``."""
+    """A stopping worker asks keep-alive clients to reconnect elsewhere: see ``djserve.serve.draining``."""
 
     async def closing_send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -28,11 +22,11 @@ def _closing(send: Send) -> Send:
     return closing_send
 
 
-def probe_paths(environ: Mapping[str, str]) -> frozenset[str]:
-    """Paths answered outside Django, as the workers receive them (see ``djserve.worker.HANDOFF``)."""
-    paths = {environ["DJSERVE_HEALTH_PATH"], environ["DJSERVE_READY_PATH"]}
-    if environ.get("DJSERVE_METRICS") == "true":
-        paths.add(environ["DJSERVE_METRICS_PATH"])
+def probe_paths(worker: WorkerConfig) -> frozenset[str]:
+    """Paths answered outside Django: the probes, and the metrics when they are on."""
+    paths = {worker.health_path, worker.ready_path}
+    if worker.metrics:
+        paths.add(worker.metrics_path)
     return frozenset(paths)
 
 
@@ -74,13 +68,13 @@ class Probes:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if draining.DRAINING.is_set():
+        if DRAINING.is_set():
             send = _closing(send)
         path = probe_path(scope, self.paths)
         if path == self.health_path:
             await self._answer(send, 200, b"ok\n")
         elif path == self.ready_path:
-            if draining.DRAINING.is_set():
+            if DRAINING.is_set():
                 await self._answer(send, 503, b"stopping\n")
             elif _django_ready():
                 await self._answer(send, 200, b"ready\n")

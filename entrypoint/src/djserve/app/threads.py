@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 
-from djserve.probes import ASGIApp, Receive, Scope, Send
+from djserve.app.types import ASGIApp, Receive, Scope, Send
 
 P = ParamSpec("P")
 R = TypeVar("R")

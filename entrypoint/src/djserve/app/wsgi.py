@@ -33,8 +33,8 @@ from wsgiref.types import WSGIApplication, WSGIEnvironment
 
 from asgiref.sync import async_to_sync
 
-from djserve.probes import Message, Receive, Scope, Send
-from djserve.threads import Session, ThreadPool
+from djserve.app.threads import Session, ThreadPool
+from djserve.app.types import Message, Receive, Scope, Send
 
 # Iterators of bodies already in memory: taken whole in the first hand-off.
 IN_MEMORY: tuple[type, ...] = (type(iter([])), type(iter(())))

@@ -7,12 +7,12 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from djserve.options import SETTINGS, cli_default
-from djserve.serving import handoff, uvicorn_options
-from djserve.settings import Settings
-from djserve.worker import FACTORY, HANDOFF
+from djserve.config.model import KitConfig
+from djserve.config.options import SETTINGS, cli_default
+from djserve.config.uvicorn_args import FACTORY, uvicorn_options, worker_config
+from djserve.defaults import REDACTED
+from djserve.handoff import WorkerConfig
 
-REDACTED = "<redacted>"
 # uvicorn reads these from the environment when they are not given, so they are always spelled out.
 ALWAYS = frozenset({"workers", "forwarded_allow_ips"})
 
@@ -32,21 +32,25 @@ def _flags(name: str, value: Any, *, secret: bool) -> list[str]:
     return [] if value is None else [opt, str(value)]
 
 
-def _secret(settings: Settings, name: str) -> bool:
-    """A secret setting, or any value read from a ``_FILE`` variable."""
-    return SETTINGS[name].secret or settings.values[name].secret
+def _worker_environ(config: KitConfig, environ: Mapping[str, str]) -> list[str]:
+    """The hand-off's variables that differ from what a worker reads when they are missing, or that the
+    environment sets (it would otherwise win)."""
+    worker, missing = worker_config(config), WorkerConfig()
+    written = worker.to_environ()
+    shown = []
+    for name, var in WorkerConfig.variables().items():
+        if var not in written or (getattr(worker, name) == getattr(missing, name) and var not in environ):
+            continue
+        secret = name in config.values and config.values[name].secret
+        shown.append(f"{var}={REDACTED if secret else shlex.quote(written[var])}")
+    return shown
 
 
-def render(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+def render(config: KitConfig, environ: Mapping[str, str] = os.environ) -> str:
     args = ["--factory"]
-    for name, value in uvicorn_options(settings).items():
+    for name, value in uvicorn_options(config).items():
         # An UVICORN_* variable left in the environment would otherwise win over a default.
         given = f"UVICORN_{name.upper()}" in environ
         if value != cli_default(SETTINGS[name].param) or name in ALWAYS or given:
-            args += _flags(name, value, secret=_secret(settings, name))
-    names = dict(HANDOFF)
-    env = [
-        f"{var}={REDACTED if _secret(settings, names[var]) else shlex.quote(value)}"
-        for var, value in handoff(settings).items()
-    ]
-    return " ".join([*env, shlex.join(["uvicorn", *args, FACTORY])])
+            args += _flags(name, value, secret=config.values[name].secret)
+    return " ".join([*_worker_environ(config, environ), shlex.join(["uvicorn", *args, FACTORY])])

@@ -1,38 +1,17 @@
-"""Finding the user's Django settings and application.
-
-Both are imported the same way in the validating parent and in each uvicorn worker, so a failure is
-reported once, before anything binds, in words that name the module and attribute to look at.
-"""
+"""Finding the user's Django settings, and the app to serve when none is configured."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-import traceback
-from collections.abc import Callable
+import logging
 from typing import Any
 
-from djserve.sources import Problem
+from djserve.config.model import Problem
+from djserve.project import DJANGO_HANDLERS, import_failure, static_location
+
+log = logging.getLogger("djserve")
 
 SETTINGS_WHERE = "DJANGO_SETTINGS_MODULE (environment)"
-# Django's own handlers, for hybrid mode when the project has no module of its own. They are factories.
-DJANGO_HANDLERS = {
-    "asgi": "django.core.asgi:get_asgi_application",
-    "wsgi": "django.core.wsgi:get_wsgi_application",
-}
-
-
-class AppNotFound(Exception):
-    pass
-
-
-def _import_failure(module: str, error: BaseException) -> str:
-    """Name the module and, for an error raised inside user code, the file and line."""
-    if isinstance(error, ModuleNotFoundError) and error.name and module.startswith(error.name):
-        return f"no module named {error.name!r}"
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
-    at = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
-    return f"{module} failed to import: {type(error).__name__}: {error}{at}"
 
 
 def load_settings(module: str) -> tuple[Any, Problem | None]:
@@ -44,7 +23,7 @@ def load_settings(module: str) -> tuple[Any, Problem | None]:
     try:
         settings.INSTALLED_APPS  # noqa: B018 - the first attribute access imports the module
     except Exception as error:  # the user's settings can raise anything
-        return None, Problem(SETTINGS_WHERE, _import_failure(module, error))
+        return None, Problem(SETTINGS_WHERE, import_failure(module, error))
     return settings, None
 
 
@@ -66,14 +45,6 @@ def default_app(interface: str, settings: Any, settings_module: str, *, fallback
     return f"{project}.{interface}:application", "django:DJANGO_SETTINGS_MODULE", SETTINGS_WHERE
 
 
-def hybrid_wsgi_app(settings_module: str) -> tuple[str, str]:
-    """Hybrid mode's WSGI side, which serves sync views: (spec, where). The configured app is the ASGI side."""
-    from django.conf import settings
-
-    spec, _, where = default_app("wsgi", settings, settings_module, fallback=True)
-    return spec, where
-
-
 def _exists(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -83,28 +54,10 @@ def _exists(module: str) -> bool:
         return True
 
 
-def load_app(spec: str, interface: str, *, factory: bool = False) -> Callable[..., Any]:
-    """Import ``module:attribute``; raise AppNotFound with a message that says where to look."""
-    module_name, _, attribute = spec.partition(":")
-    kind = interface.upper()
-    if not module_name or not attribute:
-        raise AppNotFound(f"{kind} app {spec!r} must be 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise AppNotFound(f"{kind} app not found: {_import_failure(module_name, error)}") from None
-    try:
-        app: Any = module
-        for part in attribute.split("."):
-            app = getattr(app, part)
-    except AttributeError:
-        filename = f"{module_name.rpartition('.')[2]}.py"
-        raise AppNotFound(
-            f"{kind} app not found: {module_name} has no attribute {attribute!r} (does {filename} define {attribute}?)"
-        ) from None
-    if factory or spec in DJANGO_HANDLERS.values():
-        app = app()
-    if not callable(app):
-        raise AppNotFound(f"{kind} app {spec} is not callable")
-    result: Callable[..., Any] = app
-    return result
+def warn_if_no_static_root() -> None:
+    """Once, in the validating child: serving static files is on but there is nothing to serve."""
+    found = static_location()
+    if found is not None and not found[0].is_dir():
+        log.warning(
+            "serve_static: STATIC_ROOT %s does not exist; static files are not served (run collectstatic)", found[0]
+        )

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from functools import cache
 
-from djserve.sources import Problem
+from djserve.config.model import Problem
 
 SUFFIX = "_FILE"
 
@@ -45,7 +45,7 @@ def is_path_variable(name: str) -> bool:
 @cache
 def _own_settings() -> frozenset[str]:
     """djserve's own variables that end in _FILE are settings, not files to read (UVICORN_ENV_FILE)."""
-    from djserve.options import SETTINGS
+    from djserve.config.options import SETTINGS
 
     return frozenset(var for setting in SETTINGS.values() for var in setting.env if var.endswith(SUFFIX))
 

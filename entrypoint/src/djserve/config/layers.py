@@ -1,6 +1,6 @@
 """The configuration layers, each read into raw values that remember where they came from.
 
-Nothing here converts a value: every layer hands raw values to one conversion in ``settings``, so a
+Nothing here converts a value: every layer hands raw values to one conversion in ``resolve``, so a
 bad port reads the same whether it came from a file, Django's settings, the environment or the CLI.
 """
 
@@ -10,46 +10,19 @@ import copy
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from djserve.options import IGNORED_ENV, SETTINGS, Group, Setting, did_you_mean, key_index
+from djserve.config.model import Layer, Problem, Value
+from djserve.config.options import IGNORED_ENV, SETTINGS, Group, did_you_mean, key_index
 
 DEFAULT_CONFIG = Path("/etc/djserve/djserve.toml")
 
 # Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT=tcp://... for every Service in the namespace;
 # a Service named "djserve" must not turn into configuration errors.
 SERVICE_LINK = re.compile(r"^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Value:
-    """One raw value from one layer. ``negated`` marks a ``no-`` flag spelling."""
-
-    setting: Setting
-    raw: Any
-    source: str
-    where: str
-    negated: bool = False
-    secret: bool = False  # read from a file (djserve.envfiles): never shown
-
-
-@dataclass
-class Layer:
-    values: list[Value] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
 
 
 def from_table(table: Mapping[str, Any], *, source: str, origin: str) -> Layer:
@@ -115,13 +88,13 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
 
 
 def from_environ(environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> Layer:
-    """``files`` maps each variable that ``djserve.envfiles`` defined from a file to its ``_FILE`` name."""
+    """``files`` maps each variable that ``djserve.config.envfiles`` defined from a file to its ``_FILE`` name."""
     files = files or {}
     layer = Layer()
     known = set(IGNORED_ENV)
     for setting in SETTINGS.values():
         known.update(setting.env)
-        known.update(f"{var}_FILE" for var in setting.env)  # reported by djserve.envfiles when left over
+        known.update(f"{var}_FILE" for var in setting.env)  # reported by djserve.config.envfiles when left over
         # The first name present wins: DJSERVE_/UVICORN_ names before conventional aliases like PORT.
         var = next((var for var in setting.env if var in environ), None)
         if var is not None:

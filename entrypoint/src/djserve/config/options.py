@@ -20,7 +20,8 @@ from uvicorn.config import HTTP_PROTOCOLS, LOOP_FACTORIES, WS_PROTOCOLS
 from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.main import main as uvicorn_command
 
-from djserve import cpu
+from djserve import defaults
+from djserve.config import cpu
 
 Group = Literal["uvicorn", "kit"]
 PRESETS = ("default", "production", "proxy", "websocket")
@@ -33,7 +34,7 @@ IGNORED_ENV = frozenset({"UVICORN_VERSION", "UVICORN_HELP", "DJSERVE_CONFIG"})
 
 # Defaults a container needs where uvicorn's suit a laptop. Django has no lifespan support.
 # One worker is spelled out because uvicorn would otherwise read WEB_CONCURRENCY behind our back.
-CONTAINER_DEFAULTS: dict[str, Any] = {"host": "0.0.0.0", "port": 8000, "lifespan": "off", "workers": 1}
+CONTAINER_DEFAULTS: dict[str, Any] = {"host": "0.0.0.0", "port": defaults.PORT, "lifespan": "off", "workers": 1}
 
 # Conventional variables that platforms set; the UVICORN_/DJSERVE_ name wins when both are present.
 ENV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -186,27 +187,43 @@ def _kit_params() -> list[click.Parameter]:
             ["--interface"], type=click.Choice(["asgi", "wsgi", "hybrid"]), default="asgi", help="Django entry point."
         ),
         click.Option(["--process"], default="web", help="The PRODUCTION_PROCESSES key to read."),
-        click.Option(["--health-path"], default="/-/health", help="Liveness path, answered outside Django."),
-        click.Option(["--ready-path"], default="/-/ready", help="Readiness path: 200 once Django is loaded."),
+        click.Option(["--health-path"], default=defaults.HEALTH_PATH, help="Liveness path, answered outside Django."),
+        click.Option(["--ready-path"], default=defaults.READY_PATH, help="Readiness path: 200 once Django is loaded."),
         click.Option(
             ["--threads"],
             type=Integer(min=1),
-            default=8,
+            default=defaults.THREADS,
             help="Threads per worker that run Django's sync code; also its DB connections per worker.",
         ),
         click.Option(
             ["--header-timeout"],
             type=click.FloatRange(min=0, min_open=True),
-            default=10.0,
+            default=defaults.HEADER_TIMEOUT,
             help="Seconds a connection has to deliver a complete request head.",
         ),
-        click.Option(["--max-header-bytes"], type=Integer(min=1), default=65536, help="Largest request head."),
-        click.Option(["--max-headers"], type=Integer(min=1), default=100, help="Most header fields in a request."),
-        click.Option(["--max-body-bytes"], type=Integer(min=0), default=104857600, help="Largest request body."),
-        click.Option(["--ws-max-connections"], type=Integer(min=1), default=1000, help="Open WebSockets per worker."),
+        click.Option(
+            ["--max-header-bytes"], type=Integer(min=1), default=defaults.MAX_HEADER_BYTES, help="Largest request head."
+        ),
+        click.Option(
+            ["--max-headers"],
+            type=Integer(min=1),
+            default=defaults.MAX_HEADERS,
+            help="Most header fields in a request.",
+        ),
+        click.Option(
+            ["--max-body-bytes"], type=Integer(min=0), default=defaults.MAX_BODY_BYTES, help="Largest request body."
+        ),
+        click.Option(
+            ["--ws-max-connections"],
+            type=Integer(min=1),
+            default=defaults.WS_MAX_CONNECTIONS,
+            help="Open WebSockets per worker.",
+        ),
         click.Option(["--serve-static/--no-serve-static"], default=False, help="Serve STATIC_ROOT at STATIC_URL."),
         click.Option(["--metrics/--no-metrics"], default=True, help="Prometheus metrics at metrics_path."),
-        click.Option(["--metrics-path"], default="/-/metrics", help="Prometheus metrics, answered outside Django."),
+        click.Option(
+            ["--metrics-path"], default=defaults.METRICS_PATH, help="Prometheus metrics, answered outside Django."
+        ),
         click.Option(["--log-format"], type=click.Choice(["text", "json"]), default="text"),
         click.Option(["--wait-for"], type=HostPorts(), default=(), help="host:port,... to wait for."),
         click.Option(["--wait-timeout"], type=click.FloatRange(min=0), default=30.0, help="Seconds."),
@@ -267,6 +284,8 @@ class Setting:
             return tuple(self.param.type.convert(v, self.param, None) for v in values)
         if isinstance(value, list | dict):
             raise click.BadParameter(f"expected a single value, got {type(value).__name__}")
+        if isinstance(self.param.type, click.Path) and not isinstance(value, str):  # click passes a TOML -1 through
+            raise click.BadParameter(f"{value!r} is not a path")
         try:
             return self.param.type.convert(value, self.param, None)
         except (AttributeError, TypeError, ValueError, OverflowError):  # a TOML date or 0 for a flag, say

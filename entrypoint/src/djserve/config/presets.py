@@ -7,12 +7,13 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from djserve.sources import Layer, from_table
+from djserve.config.layers import from_table
+from djserve.config.model import Layer
 
 
 @cache
 def _presets() -> dict[str, Any]:
-    return tomllib.loads(files("djserve").joinpath("presets.toml").read_text())
+    return tomllib.loads(files("djserve.config").joinpath("presets.toml").read_text())
 
 
 def table(name: str) -> dict[str, Any]:

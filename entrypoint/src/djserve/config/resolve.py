@@ -1,50 +1,27 @@
-"""The settings model: every layer merged into one value per setting, each knowing its source.
+"""Resolution: every layer merged into one value per setting (a ``KitConfig``), each knowing its source.
 
 defaults < preset < Django's PRODUCTION_PROCESSES < mounted file < environment < command line.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
-from djserve import discovery, presets, validation
-from djserve.options import SETTINGS, Setting
-from djserve.sources import (
-    Layer,
-    Problem,
-    Value,
+from djserve import project
+from djserve.config import discovery, presets, rules
+from djserve.config.layers import (
     config_path,
     from_cli,
     from_environ,
     from_file,
     from_production_processes,
 )
-
-
-@dataclass(frozen=True)
-class Effective:
-    value: Any
-    source: str
-    where: str
-    secret: bool = False  # read from a file: shown as <redacted>, like a secret setting
-
-
-@dataclass
-class Settings:
-    values: dict[str, Effective]
-    problems: list[Problem] = field(default_factory=list)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name].value
-
-    def where(self, name: str) -> str:
-        return self.values[name].where
+from djserve.config.model import Effective, KitConfig, Layer, Problem, Value
+from djserve.config.options import SETTINGS, Setting
 
 
 def _convert(value: Value) -> Any:
@@ -86,10 +63,10 @@ def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tup
     return from_production_processes(processes, process), django_settings
 
 
-def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> Settings:
+def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str, str] | None = None) -> KitConfig:
     """Merge every layer. Problems are collected, never raised, so all of them are reported at once.
 
-    ``files``: the variables ``djserve.envfiles`` defined from ``_FILE`` variables, as it reports them.
+    ``files``: the variables ``djserve.config.envfiles`` defined from ``_FILE`` variables, as it reports them.
     """
     path = config_path(environ)
     upper = [from_file(path) if path else Layer(), from_environ(environ, files), from_cli(args)]
@@ -98,55 +75,59 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
         environ, _pick(SETTINGS["process"], upper), _pick(SETTINGS["app_dir"], upper)
     )
 
-    settings = Settings({n: Effective(s.default, "default", f"{n} (default)") for n, s in SETTINGS.items()})
+    config = KitConfig({n: Effective(s.default, "default", f"{n} (default)", s.secret) for n, s in SETTINGS.items()})
     for layer in (presets.layer(preset), django, *upper):
-        settings.problems += layer.problems
+        config.problems += layer.problems
         for value in layer.values:
             try:
                 converted = _convert(value)
             except click.BadParameter as error:
-                settings.problems.append(_problem(value, error))
+                config.problems.append(_problem(value, error))
                 continue
-            settings.values[value.setting.name] = Effective(converted, value.source, value.where, value.secret)
+            config.values[value.setting.name] = Effective(
+                converted, value.source, value.where, value.secret or value.setting.secret
+            )
 
     module = environ.get("DJANGO_SETTINGS_MODULE")
-    hybrid = settings["interface"] == "hybrid"
+    hybrid = config["interface"] == "hybrid"
     if hybrid and not module:
-        settings.problems.append(
+        config.problems.append(
             Problem(
                 discovery.SETTINGS_WHERE,
-                f"required by interface hybrid ({settings.where('interface')}), which routes each request "
+                f"required by interface hybrid ({config.where('interface')}), which routes each request "
                 "by resolving its path with Django's URLconf",
             )
         )
-    elif settings["app"] is None:
+    elif config["app"] is None:
         if django_settings is not None and module:
-            kind = "asgi" if hybrid else settings["interface"]
+            kind = "asgi" if hybrid else config["interface"]
             spec, source, where = discovery.default_app(kind, django_settings, module, fallback=hybrid)
-            settings.values["app"] = Effective(spec, source, where)
+            config.values["app"] = Effective(spec, source, where)
         elif not module:
-            settings.problems.append(
+            config.problems.append(
                 Problem("app (default)", "no app to serve: set DJANGO_SETTINGS_MODULE, or DJSERVE_APP")
             )
-    settings.problems += validation.check(settings)
-    return settings
+    if hybrid and django_settings is not None and module:
+        spec, source, where = discovery.default_app("wsgi", django_settings, module, fallback=True)
+        config.wsgi_app = Effective(spec, source, where)
+    config.problems += rules.check(config)
+    return config
 
 
-def load_app(settings: Settings) -> None:
+def import_apps(config: KitConfig) -> None:
     """Import the app now, so a missing one is a configuration error rather than a worker crash.
 
     Hybrid mode imports both sides: the configured app serves async views and WebSockets, the WSGI app
     sync views.
     """
-    if settings["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in settings.problems):
+    if config["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in config.problems):
         return  # the settings problem already says why the app cannot import
-    hybrid = settings["interface"] == "hybrid"
-    apps = [(settings["app"], "asgi" if hybrid else settings["interface"], settings.where("app"), settings["factory"])]
-    if hybrid:
-        spec, where = discovery.hybrid_wsgi_app(os.environ["DJANGO_SETTINGS_MODULE"])
-        apps.append((spec, "wsgi", where, False))
+    hybrid = config["interface"] == "hybrid"
+    apps = [(config["app"], "asgi" if hybrid else config["interface"], config.where("app"), config["factory"])]
+    if config.wsgi_app is not None:
+        apps.append((config.wsgi_app.value, "wsgi", config.wsgi_app.where, False))
     for spec, kind, where, factory in apps:
         try:
-            discovery.load_app(spec, kind, factory=factory)
-        except discovery.AppNotFound as error:
-            settings.problems.append(Problem(where, str(error)))
+            project.load_app(spec, kind, factory=factory)
+        except project.AppNotFound as error:
+            config.problems.append(Problem(where, str(error)))

@@ -6,23 +6,23 @@ whose next request is still in flight, is closed unanswered: when ``limit-max-re
 worker under load, clients get "connection closed without response" for requests they sent correctly.
 
 So a stopping worker first stops listening and marks itself as draining: from then on every response
-carries ``Connection: close`` (see ``djserve.probes``), which tells keep-alive clients to reconnect,
+carries ``Connection: close`` (see ``djserve.app.probes``), which tells keep-alive clients to reconnect,
 to a worker that is not stopping. Connections get a short while to deliver a request and be answered
-that way; only then does uvicorn's own shutdown take over (``djserve.server.Server.shutdown``).
+that way; only then does uvicorn's own shutdown take over (``djserve.serve.server.Server.shutdown``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import TYPE_CHECKING
+
+from djserve.app.state import DRAINING
 
 if TYPE_CHECKING:
     from uvicorn.server import Server
 
 DRAIN_SECONDS = 0.5
-DRAINING = threading.Event()
 
 
 async def drain(server: Server) -> None:

@@ -1,7 +1,7 @@
-"""Serving: the resolved configuration, then uvicorn under djserve's supervisor.
+"""The serving process: the validating child's ``Launch``, then uvicorn under djserve's supervisor.
 
-This runs in the serving process (PID 1's child under tini, the workers' parent). It imports uvicorn and
-djserve's supervisor, and on purpose nothing that resolves settings or loads Django: the validating
+This is the container's main process under tini and the workers' parent. It imports uvicorn and
+djserve's supervisor, and on purpose nothing that resolves configuration or loads Django: the validating
 child (``djserve.preflight``) hands it a ``Launch``, plain data.
 """
 
@@ -9,34 +9,25 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any
 
-EX_CONFIG = 78  # sysexits.h: configuration error
-
-
-@dataclass(frozen=True)
-class Launch:
-    values: dict[str, Any]  # every setting's value, by name
-    where: dict[str, str]  # where each value came from, for problems found while serving
-    config: dict[str, Any]  # uvicorn.Config's arguments
-    environ: dict[str, str]  # for the workers; see djserve.worker
-    cleared: list[str]  # removed from the environment before ``environ`` is added
-    sys_path: list[str]
+from djserve.defaults import EX_CONFIG, METRICS_DIRECTORY_VARIABLE
+from djserve.handoff import Launch, WorkerConfig
 
 
-def serve(launch: Launch) -> None:
+def run(launch: Launch) -> None:
     """Serve under djserve's supervisor, even with one worker: a worker that dies, recycles or gets stuck
     is replaced, and this process stays. ``reload`` uses uvicorn's reloader."""
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
-    from djserve.server import Server
-    from djserve.supervisor import Supervisor
+    from djserve.serve.server import Server
+    from djserve.serve.supervisor import Supervisor
 
-    for var in launch.cleared:
+    # The workers read the hand-off alone: a variable of the user's environment that a later layer
+    # overrode, or that this configuration leaves unset, must not reach them.
+    for var in WorkerConfig.variables().values():
         os.environ.pop(var, None)
-    os.environ.update(launch.environ)
+    os.environ.update(launch.worker.to_environ())
     if launch.values["metrics"]:
         _prepare_metrics(launch.where["metrics"])
     sys.path[:] = launch.sys_path
@@ -49,15 +40,15 @@ def serve(launch: Launch) -> None:
 
 def _prepare_metrics(where: str) -> None:
     """The multiprocess directory, before any worker imports prometheus_client."""
-    from djserve import metrics
+    from djserve.serve import metrics_dir
 
     try:
-        metrics.prepare_directory()
+        metrics_dir.prepare()
     except OSError as error:
         # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
         print(
             f"{where}: cannot prepare the metrics directory ({error}); mount a tmpfs at /tmp, set "
-            f"{metrics.DIRECTORY} to a writable directory, or set metrics = false",
+            f"{METRICS_DIRECTORY_VARIABLE} to a writable directory, or set metrics = false",
             file=sys.stderr,
         )
         sys.exit(EX_CONFIG)

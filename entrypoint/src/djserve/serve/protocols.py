@@ -1,7 +1,7 @@
 """djserve's HTTP protocols: uvicorn's httptools and h11 protocols, bounded against hostile clients.
 
 uvicorn takes its ``--http`` protocol as an import path, so these subclasses are selected, not patched
-in (see ``djserve.serving.http_protocol``). Each connection gets:
+in (see ``djserve.config.uvicorn_args.http_protocol``). Each connection gets:
 
 - a deadline for the request head (``header_timeout``), from connecting or from the previous response
   (then at least ``timeout_keep_alive``): 408 if the client sent part of a head, else a plain close.
@@ -28,7 +28,6 @@ import functools
 import logging
 import os
 from array import array
-from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -39,8 +38,10 @@ from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.server import ServerState
 
-from djserve import capacity
-from djserve.probes import Receive, Scope, Send, probe_path, probe_paths
+from djserve.app import capacity
+from djserve.app.probes import probe_path, probe_paths
+from djserve.app.types import Receive, Scope, Send
+from djserve.handoff import WorkerConfig
 
 # Seconds a refused connection keeps reading (and dropping) what the client still sends.
 LINGER_SECONDS = 2.0
@@ -54,33 +55,24 @@ class Limits:
     max_body_bytes: int
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Limits:
-        return cls(
-            header_timeout=float(_setting(environ, "header_timeout")),
-            max_header_bytes=int(_setting(environ, "max_header_bytes")),
-            max_headers=int(_setting(environ, "max_headers")),
-            max_body_bytes=int(_setting(environ, "max_body_bytes")),
-        )
+    def of(cls, worker: WorkerConfig) -> Limits:
+        return cls(worker.header_timeout, worker.max_header_bytes, worker.max_headers, worker.max_body_bytes)
 
 
-def _setting(environ: Mapping[str, str], name: str) -> Any:
-    """A worker setting handed over by djserve; a plain uvicorn run without it gets the declared default."""
-    var = f"DJSERVE_{name.upper()}"
-    if var in environ:
-        return environ[var]
-    from djserve.options import SETTINGS
-
-    return SETTINGS[name].default
+@functools.cache
+def worker_config() -> WorkerConfig:
+    """This worker's hand-off; a plain uvicorn run without djserve's variables gets the declared defaults."""
+    return WorkerConfig.from_environ(os.environ)
 
 
 @functools.cache
 def limits() -> Limits:
-    return Limits.from_environ(os.environ)
+    return Limits.of(worker_config())
 
 
 @functools.cache
 def exempt_paths() -> frozenset[str]:
-    return probe_paths(os.environ)
+    return probe_paths(worker_config())
 
 
 class Refused(Exception):

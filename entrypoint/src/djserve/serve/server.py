@@ -3,7 +3,7 @@
 uvicorn's worker answers its supervisor's ping from a side thread, so a worker whose event loop is
 blocked (an async view calling ``time.sleep``) still looks healthy and never recovers. Here the thread
 only answers while the app loads, when the loop is not serving yet; from startup on the loop itself
-answers, so a ping that goes unanswered means the loop is stuck (see ``djserve.supervisor``).
+answers, so a ping that goes unanswered means the loop is stuck (see ``djserve.serve.supervisor``).
 
 It relies on uvicorn 0.54's ``Server`` internals: ``serve`` loads the app inside the running loop before
 ``startup``, ``startup`` sets ``started``, and the supervisor's ping protocol (one message, answered with
@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from uvicorn.config import Config
 from uvicorn.server import Server as UvicornServer
 
-from djserve.draining import drain
+from djserve.serve.draining import drain
 
 
 class Server(UvicornServer):

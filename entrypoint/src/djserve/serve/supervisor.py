@@ -6,7 +6,7 @@ worker only after that timeout, and checks no other worker meanwhile (``bench/fi
 round pings every worker and waits on all the answers and on every worker's exit (its process sentinel)
 together: an exited worker is replaced at once, and a slow one delays no other.
 
-A worker answers from its event loop (``djserve.server``). One whose loop has not answered within
+A worker answers from its event loop (``djserve.serve.server``). One whose loop has not answered within
 ``timeout_worker_healthcheck`` is stuck: like gunicorn's ``WORKER TIMEOUT``, the supervisor has it write
 the stack of every thread (faulthandler, on SIGUSR1) into a pipe, logs it, then kills and replaces it.
 
@@ -36,8 +36,8 @@ from uvicorn.server import Server as UvicornServer
 from uvicorn.supervisors.multiprocess import Multiprocess
 from uvicorn.supervisors.multiprocess import Process as UvicornProcess
 
-from djserve import metrics
-from djserve.server import Server
+from djserve.serve import metrics_dir
+from djserve.serve.server import Server
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -50,7 +50,7 @@ STACK_GRACE = 1.0  # seconds a stuck worker has to write its stack before SIGKIL
 STARTUP_ALLOWANCE = 30.0
 
 
-class Worker(UvicornProcess):
+class WorkerProcess(UvicornProcess):
     """A worker process, with the supervisor's record of its pings."""
 
     def __init__(self, config: Config, sockets: list[socket]) -> None:
@@ -129,7 +129,7 @@ class Worker(UvicornProcess):
 class Supervisor(Multiprocess):
     """uvicorn's supervisor (signals, SIGHUP restart, SIGTTIN/SIGTTOU), with djserve's workers and checks."""
 
-    processes: list[Worker]  # type: ignore[assignment]
+    processes: list[WorkerProcess]  # type: ignore[assignment]
 
     def __init__(self, config: Config, sockets: list[socket]) -> None:
         super().__init__(config, sockets)
@@ -141,8 +141,8 @@ class Supervisor(Multiprocess):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
 
-    def spawn(self) -> Worker:
-        worker = Worker(self.config, self.sockets)
+    def spawn(self) -> WorkerProcess:
+        worker = WorkerProcess(self.config, self.sockets)
         worker.start()
         return worker
 
@@ -164,7 +164,7 @@ class Supervisor(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         """One round: ping who is due, wait for answers, exits and stacks together, then act on them."""
         now = time.monotonic()
-        waiting: dict[Any, tuple[str, Worker | None]] = {self.wakeup: ("signal", None)}
+        waiting: dict[Any, tuple[str, WorkerProcess | None]] = {self.wakeup: ("signal", None)}
         wake = now + PING_INTERVAL
         for worker in self.processes:
             if worker.killed:
@@ -214,7 +214,7 @@ class Supervisor(Multiprocess):
                 worker.killed = True
                 worker.process.kill()  # its sentinel brings the replacement in the next round
 
-    def replace(self, worker: Worker) -> None:
+    def replace(self, worker: WorkerProcess) -> None:
         """A worker exited: reap it and, unless the app cannot start or we are stopping, start another."""
         worker.process.join()
         worker.close()
@@ -229,13 +229,13 @@ class Supervisor(Multiprocess):
             return
         self.processes[self.processes.index(worker)] = self.spawn()
 
-    def on_worker_exit(self, worker: Worker) -> None:
+    def on_worker_exit(self, worker: WorkerProcess) -> None:
         """Called once for every worker that ended, however it ended, after it is reaped."""
         code = worker.exitcode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
         logger.info("Child process [%d] ended: %s", worker.pid, how)
         if worker.pid is not None:
-            metrics.worker_exited(worker.pid)
+            metrics_dir.worker_exited(worker.pid)
 
     def join_all(self) -> None:
         for worker in self.processes:

@@ -1,0 +1,11 @@
+"""State of this worker process that its server and its app stack share.
+
+``DRAINING`` is set by the server when the worker stops (``djserve.serve.draining``) and read by the
+probes, which then answer readiness 503 and ask keep-alive clients to reconnect elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+
+DRAINING = threading.Event()
