@@ -22,10 +22,10 @@ $(VENV)/.installed: requirements/*.txt entrypoint/pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e entrypoint
 	touch $@
 
-lint: venv ## ruff on all Python, and mypy --strict on the entrypoint package.
+lint: venv ## ruff, mypy --strict, and the import contracts of the package's layout (entrypoint/pyproject.toml).
 	ruff check entrypoint tests bench python docker
 	ruff format --check entrypoint tests/unit
-	cd entrypoint && mypy src
+	cd entrypoint && mypy src && lint-imports
 
 unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
 	pytest -q tests/unit

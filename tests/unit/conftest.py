@@ -189,3 +189,10 @@ def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[Non
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate(timeout=20)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests start real servers but none takes minutes: a hang fails with its stack after two."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(120))
