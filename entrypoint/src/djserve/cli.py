@@ -21,7 +21,7 @@ def serve(args: Sequence[str]) -> None:
 
     try:
         with prestart.stoppable():
-            ready = preflight.in_child(args)
+            ready, preloaded = preflight.in_child(args)
         logs.configure(ready.values["log_format"])
         prestart.run(ready.values)
     except prestart.StepFailed as failure:
@@ -30,7 +30,7 @@ def serve(args: Sequence[str]) -> None:
     except prestart.Terminated:
         prestart.log.info("stopped during prestart")
         sys.exit(128 + 15)
-    launch.run(ready)
+    launch.run(ready, preloaded)
 
 
 def _shown(value: Any) -> Any:

@@ -121,3 +121,4 @@ class Launch:
     config: dict[str, Any]  # uvicorn.Config's arguments
     worker: WorkerConfig
     sys_path: list[str]
+    metrics_directory: str | None = None  # prepared by the child before the app import, with metrics on

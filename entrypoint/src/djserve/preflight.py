@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, NoReturn
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from djserve.config.envfiles import Expanded
     from djserve.config.model import KitConfig, Problem
     from djserve.handoff import Launch
+    from djserve.serve.forks import Preloaded
 
 log = logging.getLogger("djserve")
 
@@ -41,12 +44,19 @@ def fail(problems: Sequence[Problem], expanded: Expanded) -> NoReturn:
     sys.exit(EX_CONFIG)
 
 
-def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> KitConfig:
+def resolved(
+    args: Sequence[str],
+    *,
+    with_app: bool,
+    expanded: Expanded | None = None,
+    before_import: Callable[[KitConfig], list[Problem]] | None = None,
+) -> KitConfig:
     """The resolved configuration, or exit 78 listing every problem. Imports Django's settings, and the app
     ``with_app`` or when ``interface = "auto"`` must look at it to resolve.
 
     ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.config.envfiles``),
-    unless the caller did that already and hands over what it found.
+    unless the caller did that already and hands over what it found. ``before_import`` runs between the
+    resolution and the app import, and may add problems.
     """
     import click
 
@@ -60,6 +70,8 @@ def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
     except click.exceptions.Exit as done:  # --help
         sys.exit(done.exit_code)
     if with_app or config["interface"] == "auto":
+        if before_import is not None:
+            config.problems += before_import(config)
         import_apps(config)
     problems = expanded.problems + config.problems
     if problems:
@@ -67,9 +79,32 @@ def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
     return config
 
 
-def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
-    import signal
+def _metrics_directory(config: KitConfig, reserved: str | OSError) -> list[Problem]:
+    """With metrics on, the directory in the environment before the app import: prometheus_client, which
+    the project may import, reads it once, then, and with ``preload`` every worker inherits that import."""
+    from djserve.config.model import Problem
+    from djserve.defaults import METRICS_DIRECTORY_VARIABLE
+    from djserve.serve import metrics_dir
 
+    if not config["metrics"]:
+        return []
+    try:
+        metrics_dir.use(reserved)
+    except OSError as error:
+        # A read-only root with no tmpfs at /tmp, say: a problem of the container's configuration.
+        return [
+            Problem(
+                config.where("metrics"),
+                f"cannot prepare the metrics directory ({error}); mount a tmpfs at /tmp, set "
+                f"{METRICS_DIRECTORY_VARIABLE} to a writable directory, or set metrics = false",
+            )
+        ]
+    return []
+
+
+def _child(
+    args: Sequence[str], expanded: Expanded, result: Connection, control: socket.socket, reserved: str | OSError
+) -> None:
     from djserve import logs
     from djserve.config import discovery
 
@@ -78,7 +113,9 @@ def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
         signal.signal(signum, signal.SIG_DFL)
     from djserve.config.uvicorn_args import launch
 
-    config = resolved(args, with_app=True, expanded=expanded)
+    config = resolved(
+        args, with_app=True, expanded=expanded, before_import=lambda kit: _metrics_directory(kit, reserved)
+    )
     logs.configure(config["log_format"])
     for notice in config.notices:
         log.info("%s", notice)
@@ -88,35 +125,50 @@ def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
     if config["serve_static"] and not config["collectstatic"]:
         discovery.warn_if_no_static_root()
     result.send(launch(config))
+    result.close()
+    if config["preload"]:
+        from djserve import preloaded
+
+        preloaded.serve(control, imported=True)
 
 
-def in_child(args: Sequence[str]) -> Launch:
+def in_child(args: Sequence[str]) -> tuple[Launch, Preloaded | None]:
     """``resolved(args, with_app=True)`` in a forked child, as a Launch; its exit code is ours if it sends none.
 
-    ``X_FILE`` variables are expanded here first, so that the workers this process starts inherit ``X``.
+    With ``preload`` the child stays, with the app imported, as the preloaded process
+    (``djserve.preloaded``); it is returned with the Launch. ``X_FILE`` variables are expanded here
+    first, so that the workers this process starts inherit ``X``.
     """
     from djserve.config import envfiles
+    from djserve.serve import metrics_dir
+    from djserve.serve.forks import Preloaded, run_then_exit
 
     expanded = envfiles.expand(os.environ)
+    reserved = metrics_dir.reserve()
     receiving, sending = multiprocessing.Pipe(duplex=False)
+    control, child_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Forked, not spawned: the child starts with uvicorn and djserve already imported, which saves it an
     # interpreter start; this process has no threads yet, and it never imports what the child imports.
-    child = multiprocessing.get_context("fork").Process(
-        target=_child, args=(list(args), expanded, sending), name="preflight"
-    )
-    child.start()
+    pid = os.fork()
+    if pid == 0:
+        receiving.close()
+        control.close()
+        run_then_exit(lambda: _child(list(args), expanded, sending, child_control, reserved))
     sending.close()
+    child_control.close()
     try:
         launch: Launch = receiving.recv()
     except EOFError:  # it exited first: problems printed, --help shown, or a crash
-        child.join()
-        code = child.exitcode or 0
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         sys.exit(128 - code if code < 0 else code)
     except BaseException:  # stopped (SIGTERM raises Terminated) while it was still working
-        child.terminate()
-        child.join()
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
         raise
     finally:
         receiving.close()
-    child.join()
-    return launch
+    if launch.values["preload"]:
+        return launch, Preloaded(pid, control)
+    control.close()
+    os.waitpid(pid, 0)
+    return launch, None

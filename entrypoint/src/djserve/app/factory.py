@@ -8,39 +8,57 @@ is the serving process's hand-off (``djserve.handoff.WorkerConfig``), read from 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from djserve import logs
 from djserve.app.capacity import WebSocketLimit
 from djserve.app.probes import Probes
-from djserve.app.threads import PooledThreads, ThreadPool
+from djserve.app.threads import PooledThreads, PoolMetrics, ThreadPool
 from djserve.app.types import ASGIApp
 from djserve.handoff import WorkerConfig
 from djserve.project import load_app
+
+
+def load_apps(worker: WorkerConfig) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+    """The user's app for the configured interface and, in hybrid mode, its WSGI side, imported.
+
+    Every worker loads them here; with ``preload`` the preloaded process does first, once, and the workers
+    forked from it find the modules imported (``djserve.preloaded``).
+    """
+    if worker.app is None:
+        raise RuntimeError(f"no app to serve: set {WorkerConfig.variable('app')}")
+    # In hybrid mode the configured app is the ASGI side: async views and WebSockets.
+    app = load_app(worker.app, "wsgi" if worker.interface == "wsgi" else "asgi", factory=worker.factory)
+    if worker.interface != "hybrid":
+        return app, None
+    if worker.wsgi_app is None:
+        raise RuntimeError(f"interface hybrid needs its WSGI app: set {WorkerConfig.variable('wsgi_app')}")
+    return app, load_app(worker.wsgi_app, "wsgi")
 
 
 def _interface_app(worker: WorkerConfig) -> ASGIApp:
     """The user's Django app, served for the configured interface on one pool of ``threads`` per worker."""
     from djserve.app.wsgi import WSGIBridge
 
-    if worker.app is None:
-        raise RuntimeError(f"no app to serve: set {WorkerConfig.variable('app')}")
-    pool = ThreadPool(worker.threads)
+    app, wsgi_app = load_apps(worker)
+    pool = ThreadPool(worker.threads, _thread_metrics(worker))
     if worker.interface == "wsgi":
-        return WSGIBridge(
-            load_app(worker.app, "wsgi", factory=worker.factory), pool, max_body_bytes=worker.max_body_bytes
-        )
-    # In hybrid mode the configured app is the ASGI side: async views and WebSockets.
-    asgi = PooledThreads(load_app(worker.app, "asgi", factory=worker.factory), pool)
-    if worker.interface == "asgi":
+        return WSGIBridge(app, pool, max_body_bytes=worker.max_body_bytes)
+    asgi = PooledThreads(app, pool)
+    if wsgi_app is None:
         return asgi
     from djserve.app.hybrid import Hybrid
 
-    if worker.wsgi_app is None:
-        raise RuntimeError(f"interface hybrid needs its WSGI app: set {WorkerConfig.variable('wsgi_app')}")
+    return Hybrid(WSGIBridge(wsgi_app, pool, max_body_bytes=worker.max_body_bytes), asgi)
 
-    wsgi = WSGIBridge(load_app(worker.wsgi_app, "wsgi"), pool, max_body_bytes=worker.max_body_bytes)
-    return Hybrid(wsgi, asgi)
+
+def _thread_metrics(worker: WorkerConfig) -> PoolMetrics | None:
+    if not worker.metrics:
+        return None
+    from djserve.app.observe import pool_metrics
+
+    return pool_metrics()
 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:

@@ -2,7 +2,13 @@
 
 prometheus_client's multiprocess mode sums what all workers record: each worker writes its values to
 files in ``PROMETHEUS_MULTIPROC_DIR`` and any worker answers ``metrics_path`` with the sum of all of
-them. The serving process owns that directory (``djserve.serve.metrics_dir``).
+them. The serving process owns that directory (``djserve.serve.metrics_dir``); the workers fold the files
+of workers that are gone into one set (``fold_dead_workers``, layout in ``djserve.metrics_files``).
+
+Beside the requests: why workers were replaced (counted by each replacement as it starts, from the
+reason its supervisor gave it), each worker's memory (refreshed at most every few seconds, by the
+worker itself, as it serves), and the pool threads' use: those busy, and how long a request waited
+for one, which says whether ``threads`` is too small.
 
 prometheus_client picks its value store when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; it
 is therefore imported only inside functions, never by this module's import, so that a single worker that
@@ -11,16 +17,21 @@ runs in the supervisor's own process sees the directory too.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from djserve import memory
+from djserve.app import state
 from djserve.app.probes import probe_path
 from djserve.app.types import ASGIApp, Message, Receive, Scope, Send
 from djserve.defaults import METRICS_DIRECTORY_VARIABLE as DIRECTORY
+from djserve.metrics_files import DEAD, MERGED, locked
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -31,6 +42,14 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 access_log = logging.getLogger("djserve.access")
 
 
+# Why the worker a new one replaces ended (djserve.serve.supervisor): on its own (exit code), by a signal
+# it did not ask for, stuck, or recycled at a limit.
+RESTART_REASONS = ("exited", "killed", "stuck", "max_requests", "max_memory", "max_lifetime")
+MEMORY_EVERY = 5.0  # seconds between two reads of a worker's own memory
+# A request waits for a thread for microseconds when threads suffice; the upper buckets say they do not.
+WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass(frozen=True)
 class Instruments:
     requests: Counter
@@ -38,30 +57,117 @@ class Instruments:
     in_flight: Gauge
     websockets: Gauge
     worker_starts: Counter
+    restarts: Counter
+    memory: Gauge
+    threads_busy: Gauge
+    thread_wait: Histogram
 
 
 @cache
 def instruments() -> Instruments:
     from prometheus_client import Counter, Gauge, Histogram
 
-    return Instruments(
+    found = Instruments(
         requests=Counter("djserve_requests", "HTTP requests answered, probes excluded.", ["method", "status"]),
         duration=Histogram("djserve_request_duration_seconds", "Time from request to the end of the response."),
         in_flight=Gauge("djserve_requests_in_flight", "HTTP requests being answered.", multiprocess_mode="livesum"),
         websockets=Gauge("djserve_websockets_open", "Open WebSocket connections.", multiprocess_mode="livesum"),
         worker_starts=Counter("djserve_worker_starts", "Workers started."),
+        restarts=Counter("djserve_worker_restarts", "Workers replaced, by why the one replaced ended.", ["reason"]),
+        # liveall: one series per live worker, labelled with its pid by prometheus_client.
+        memory=Gauge(
+            "djserve_worker_memory_bytes",
+            "A worker's memory: uss its own, pss its share.",
+            ["kind"],
+            multiprocess_mode="liveall",
+        ),
+        threads_busy=Gauge("djserve_threads_busy", "Pool threads running a request.", multiprocess_mode="livesum"),
+        thread_wait=Histogram(
+            "djserve_thread_wait_seconds", "Time an HTTP request waited for a pool thread.", buckets=WAIT_BUCKETS
+        ),
     )
+    for reason in RESTART_REASONS:
+        found.restarts.labels(reason=reason)  # every series exists from the start, at 0
+    return found
+
+
+class PoolInstruments:
+    """The pool threads' use (``djserve.app.threads.PoolMetrics``), recorded from the threads."""
+
+    def __init__(self, found: Instruments) -> None:
+        self.busy = found.threads_busy
+        self.wait = found.thread_wait
+
+    def started(self, queued_at: float) -> None:
+        self.wait.observe(time.perf_counter() - queued_at)
+        self.busy.inc()
+
+    def finished(self) -> None:
+        self.busy.dec()
+
+
+def pool_metrics() -> PoolInstruments:
+    return PoolInstruments(instruments())
+
+
+def fold_dead_workers(directory: str) -> None:
+    """The files of workers that are gone, folded into one set per kind: each count kept, once.
+
+    prometheus_client 0.26's ``MmapedDict`` reads and writes the files (``read_all_values_from_file`` is
+    the reader its collector uses); the values of a key add up, or keep their extreme or latest, by kind.
+    """
+    from prometheus_client.mmap_dict import MmapedDict
+
+    root = Path(directory)
+    if not any(root.glob(f"*_{DEAD}*.db")):
+        return
+    with locked(root, fcntl.LOCK_EX):
+        dead: dict[str, list[Path]] = {}
+        for path in root.glob(f"*_{DEAD}*.db"):  # again: another worker may have folded them meanwhile
+            dead.setdefault(path.name.rpartition("_")[0], []).append(path)
+        for kind, paths in dead.items():
+            merged = root / f"{kind}_{MERGED}.db"
+            values: dict[str, tuple[float, float]] = {}
+            for path in [merged, *paths] if merged.exists() else paths:
+                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+                    values[key] = _folded(kind, values.get(key), (value, timestamp))
+            # Written aside, then renamed over the set: no scrape runs meanwhile, and a worker killed
+            # halfway leaves the old set and the dead files, which the next fold takes again.
+            written = root / f"{kind}_{MERGED}.new"
+            written.unlink(missing_ok=True)
+            out = MmapedDict(str(written))  # type: ignore[no-untyped-call]
+            for key, (value, timestamp) in values.items():
+                out.write_value(key, value, timestamp)  # type: ignore[no-untyped-call]
+            out.close()  # type: ignore[no-untyped-call]
+            written.replace(merged)
+            for path in paths:
+                path.unlink()
+
+
+def _folded(kind: str, old: tuple[float, float] | None, new: tuple[float, float]) -> tuple[float, float]:
+    if old is None:
+        return new
+    if kind == "gauge_max":
+        return max(old, new)
+    if kind == "gauge_min":
+        return min(old, new)
+    if kind == "gauge_mostrecent":
+        return max(old, new, key=lambda pair: pair[1])
+    return old[0] + new[0], max(old[1], new[1])
 
 
 def exposition() -> tuple[bytes, str]:
     """The sum over every worker's files (or this process's values without the supervisor's directory)."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-    registry = REGISTRY
-    if os.environ.get(DIRECTORY):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    directory = os.environ.get(DIRECTORY)
+    if not directory:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    fold_dead_workers(directory)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    with locked(directory, fcntl.LOCK_SH):
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class Observed:
@@ -76,8 +182,15 @@ class Observed:
         self.metrics_path = metrics_path
         self.log_access = log_access
         self._paths = frozenset({metrics_path} if metrics_path else ())
+        self._memory_due = 0.0
         if metrics_path is not None:
-            instruments().worker_starts.inc()
+            found = instruments()
+            found.worker_starts.inc()
+            if state.restart_reason in RESTART_REASONS:
+                found.restarts.labels(reason=state.restart_reason).inc()
+            self._refresh_memory()
+            if os.environ.get(DIRECTORY):
+                fold_dead_workers(os.environ[DIRECTORY])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.metrics_path is not None:
@@ -94,9 +207,24 @@ class Observed:
         # On the bare path and under root_path, as the probes are (the cheap suffix test comes first).
         path = scope["path"]
         if self.metrics_path and path.endswith(self.metrics_path) and probe_path(scope, self._paths) is not None:
+            self._memory_due = 0.0
+            self._refresh_memory()
             await self._answer_metrics(send)
             return
+        if self.metrics_path is not None:
+            self._refresh_memory()
         await self._measured(scope, receive, send)
+
+    def _refresh_memory(self) -> None:
+        now = time.monotonic()
+        if now < self._memory_due:
+            return
+        self._memory_due = now + MEMORY_EVERY
+        found = memory.usage()
+        if found is not None:
+            gauge = instruments().memory
+            gauge.labels(kind="uss").set(found.uss)
+            gauge.labels(kind="pss").set(found.pss)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500  # what uvicorn answers for an app that raises or never starts a response

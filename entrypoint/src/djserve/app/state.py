@@ -2,6 +2,9 @@
 
 ``DRAINING`` is set by the server when the worker stops (``djserve.serve.draining``) and read by the
 probes, which then answer readiness 503 and ask keep-alive clients to reconnect elsewhere.
+
+``restart_reason`` is set before the server starts, when this worker replaces one that ended
+(``djserve.serve.supervisor``): why that one ended, for ``djserve_worker_restarts_total``.
 """
 
 from __future__ import annotations
@@ -9,3 +12,4 @@ from __future__ import annotations
 import threading
 
 DRAINING = threading.Event()
+restart_reason: str | None = None

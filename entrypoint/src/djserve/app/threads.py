@@ -18,11 +18,12 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from functools import partial
 from queue import SimpleQueue
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 
@@ -33,11 +34,22 @@ R = TypeVar("R")
 logger = logging.getLogger("djserve.threads")
 
 
+class PoolMetrics(Protocol):
+    """What the pool reports when metrics are on (``djserve.app.observe``), from its threads."""
+
+    def started(self, queued_at: float) -> None:
+        """A thread took a session that was queued at ``queued_at`` (``time.perf_counter``)."""
+
+    def finished(self) -> None:
+        """The thread is done with that session."""
+
+
 class ThreadPool:
     """``size`` daemon threads serving sessions; a worker has one, and both paths of hybrid share it."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, metrics: PoolMetrics | None = None) -> None:
         self.size = size
+        self.metrics = metrics
         self._sessions: SimpleQueue[Session] = SimpleQueue()
         # Daemon threads: the worker exits once uvicorn has finished its requests, without joining
         # threads that wait for work (a thread still running a request at exit is cut short, as before).
@@ -48,12 +60,17 @@ class ThreadPool:
         return Session(self._sessions)
 
     def _work(self) -> None:
+        metrics = self.metrics
         while True:
             session = self._sessions.get()
+            if metrics is not None:
+                metrics.started(session.queued_at)
             try:
                 session.serve()
             except Exception:  # a result that could not be delivered (the loop closed): the thread lives on
                 logger.exception("djserve thread: a call's result was lost")
+            if metrics is not None:
+                metrics.finished()
 
 
 class Session(Executor):
@@ -70,6 +87,7 @@ class Session(Executor):
         self._calls: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
         self._started = False
         self.released = False
+        self.queued_at = 0.0
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn`` on the session's thread; cheaper than ``loop.run_in_executor``, with no ``concurrent`` future."""
@@ -101,6 +119,7 @@ class Session(Executor):
         self._calls.put(call)
         if not self._started:
             self._started = True
+            self.queued_at = time.perf_counter()
             self._sessions.put(self)
 
 

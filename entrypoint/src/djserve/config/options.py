@@ -238,6 +238,21 @@ def _kit_params() -> list[click.Parameter]:
             default=False,
             help="Allow forwarded-allow-ips='*' on a non-loopback bind.",
         ),
+        click.Option(
+            ["--preload/--no-preload"],
+            default=False,
+            help="Import the app once, in a process that forks every worker from it (shared memory).",
+        ),
+        click.Option(
+            ["--max-worker-memory"],
+            type=Integer(min=32),
+            help="MiB of a worker's unique memory (USS) above which it is replaced; unset: never.",
+        ),
+        click.Option(
+            ["--max-worker-lifetime"],
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds after which a worker is replaced, less a jitter of up to 10 %; unset: never.",
+        ),
     ]
 
 

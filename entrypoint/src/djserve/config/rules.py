@@ -38,6 +38,12 @@ def check(config: KitConfig) -> list[Problem]:
 
     if config["reload"] and config["workers"] > 1:
         problem("reload", f"reload cannot run {config['workers']} workers ({config.where('workers')})")
+    if config["reload"] and config["preload"]:
+        problem(
+            "preload",
+            f"preload cannot run with reload ({config.where('reload')}): the reloader imports the app afresh on "
+            "purpose; set preload = false",
+        )
     if config["interface"] == "wsgi" and config["preset"] == "websocket":
         problem(
             "interface",

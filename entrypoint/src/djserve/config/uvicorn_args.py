@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from djserve.config.model import KitConfig
 from djserve.config.options import SETTINGS
+from djserve.defaults import METRICS_DIRECTORY_VARIABLE
 from djserve.handoff import Launch, WorkerConfig
 from djserve.logs import JSON_CONFIG
 
@@ -68,4 +70,7 @@ def launch(config: KitConfig) -> Launch:
         # The workers are spawned with the serving process's sys.path: they import the app from where
         # the validating process found it (it added app_dir there).
         sys_path=list(sys.path),
+        # With metrics on, the validating child prepared it and put it in its environment before the app
+        # import (djserve.preflight).
+        metrics_directory=os.environ.get(METRICS_DIRECTORY_VARIABLE) if config["metrics"] else None,
     )

@@ -5,37 +5,58 @@ blocked (an async view calling ``time.sleep``) still looks healthy and never rec
 only answers while the app loads, when the loop is not serving yet; from startup on the loop itself
 answers, so a ping that goes unanswered means the loop is stuck (see ``djserve.serve.supervisor``).
 
+The answer is uvicorn's (whether startup has finished), or, once the worker wants to be replaced, why
+(``max_requests``): the supervisor then starts its successor and stops this worker only once the
+successor answers, so a recycle never leaves fewer workers serving. The end of the ping pipe means the
+supervisor is gone, killed with no chance to stop its workers: the worker then stops, so that none is
+left serving unsupervised.
+
 It relies on uvicorn 0.54's ``Server`` internals: ``serve`` loads the app inside the running loop before
-``startup``, ``startup`` sets ``started``, and the supervisor's ping protocol (one message, answered with
-``started``); the pin in pyproject.toml is for them.
+``startup``, ``startup`` sets ``started``, ``limit_max_requests`` is a ``cached_property`` that ``on_tick``
+reads, and the supervisor's ping protocol (one message, answered with ``started``); the pin in
+pyproject.toml is for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import logging
+import os
+import signal
 import socket
 import threading
+import traceback
 from multiprocessing.connection import Connection
 
 from uvicorn.config import Config
 from uvicorn.server import Server as UvicornServer
 
+from djserve.app import state
 from djserve.serve.draining import drain
+
+logger = logging.getLogger("uvicorn.error")
+
+STACK_SIGNAL = signal.SIGUSR1  # the supervisor asks a stuck worker for the stack of every thread
+STACK_TAIL = 20  # lines of a fatal error's traceback handed to the supervisor, for its crash-loop line
 
 
 class Server(UvicornServer):
     def __init__(self, config: Config, pings: Connection | None = None) -> None:
         super().__init__(config)
         self.pings = pings
+        self.due: str | None = None  # why this worker asks to be replaced
+        self.recycle_after: int | None = None
         self._loading = threading.Event()
         self._loader_answers: threading.Thread | None = None
 
     def _pong(self) -> bool:
-        """One ping, one answer: whether startup has finished (uvicorn's protocol). False: no supervisor."""
+        """One ping, one answer: whether startup has finished (uvicorn's protocol), or why this worker is due.
+        False: no supervisor any more."""
         assert self.pings is not None
         try:
             self.pings.recv()
-            self.pings.send(self.started)
+            self.pings.send(self.due or self.started)
         except (OSError, EOFError):
             return False
         return True
@@ -50,6 +71,8 @@ class Server(UvicornServer):
         if not self._pong():
             assert self.pings is not None
             asyncio.get_running_loop().remove_reader(self.pings.fileno())
+            logger.warning("the supervisor is gone: stopping")
+            self.should_exit = True
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         if self.pings is not None:
@@ -65,7 +88,38 @@ class Server(UvicornServer):
             self._loading.clear()
             self._loader_answers.join()
             asyncio.get_running_loop().add_reader(self.pings.fileno(), self._answer_from_the_loop)
+            # At its request limit (uvicorn's, jitter included) a supervised worker asks for a successor and
+            # serves on until the supervisor stops it; uvicorn's own check, which would stop it at once, is off.
+            self.recycle_after = self.limit_max_requests
+            self.__dict__["limit_max_requests"] = None
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.due is None and self.recycle_after and self.server_state.total_requests >= self.recycle_after:
+            self.due = "max_requests"
+            logger.info("Maximum request limit of %d reached; replaced once a successor serves.", self.recycle_after)
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await drain(self)
         await super().shutdown(sockets)
+
+
+def serve_worker(
+    config: Config, sockets: list[socket.socket], pings: Connection, stacks: int, reason: str | None
+) -> None:
+    """A worker's life, spawned or forked: serve until stopped.
+
+    ``stacks`` is the supervisor's pipe for stacks: every thread's when it asks (a stuck event loop), the
+    stack of a fatal signal (SIGSEGV, SIGBUS), and the end of the traceback of an error that ends the
+    worker, for the line it logs about a crash loop. ``reason``: why the worker this one replaces ended.
+    """
+    state.restart_reason = reason
+    os.set_blocking(stacks, False)  # a full pipe truncates a stack rather than hang a dying worker
+    faulthandler.register(STACK_SIGNAL, file=stacks, all_threads=True)
+    faulthandler.enable(file=stacks)
+    try:
+        Server(config, pings=pings).run(sockets)
+    except Exception:
+        tail = "".join(traceback.format_exc().splitlines(keepends=True)[-STACK_TAIL:])
+        os.write(stacks, tail.encode(errors="replace"))
+        raise
