@@ -130,6 +130,35 @@ def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str] 
         raise
 
 
+def children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def process_name(pid: int) -> str:
+    """The kernel's name of a process (``comm``): djserve names its preloaded process and forked workers."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
+def workers_of(supervisor: int) -> list[int]:
+    """The workers under a supervisor, forked by its preloaded process (or left to it, as orphans) or
+    spawned (uvicorn's way: ``spawn_main``; the resource tracker is not one)."""
+    found = []
+    for pid in children(supervisor):
+        found += [worker for worker in children(pid) if process_name(worker) == "djserve-worker"]
+        with contextlib.suppress(OSError):
+            if process_name(pid) == "djserve-worker" or b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def preloaded_of(supervisor: int) -> int | None:
+    return next((pid for pid in children(supervisor) if process_name(pid) == "djserve-preload"), None)
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]
@@ -184,6 +213,75 @@ def serve(site: Path) -> Iterator[Any]:
     for server in started:
         server.kill()
         server.process.communicate()
+
+
+@dataclass
+class Logged:
+    """A server whose log goes to a file, to be read while it runs, and whose processes can be found."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        """Seconds until `text` is in the log."""
+        started = time.monotonic()
+        wait_until(lambda: text in self.text(), timeout, f"{text!r} in the log:\n{self.text()}", pause=0.05)
+        return time.monotonic() - started
+
+    def workers(self) -> list[int]:
+        return workers_of(self.process.pid)
+
+    def preloaded(self) -> int | None:
+        return preloaded_of(self.process.pid)
+
+    def answers(self, path: str = "/-/health") -> bool:
+        try:
+            return get(self.url(path), timeout=1)[0] == 200
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def logged(site: Path, tmp_path: Path) -> Iterator[Callable[..., Logged]]:
+    """Start `djserve serve ARGS` in the test's project, its log in a file, once it answers and runs `workers`
+    workers; every one started is killed, process group and all, at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def _logged(*args: str, workers: int = 1, cwd: Path = site, **env: str) -> Logged:
+        env.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+        port = free_port()
+        log = tmp_path / f"djserve-{port}.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [DJSERVE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), *args],
+                cwd=cwd,
+                env=environment(**env),
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
+        started.append(process)
+        server = Logged(process, port, log)
+
+        def up() -> bool:
+            assert process.poll() is None, server.text()
+            return server.answers() and len(server.workers()) >= workers
+
+        wait_until(up, 30, f"{workers} workers answering")
+        return server
+
+    yield _logged
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextlib.contextmanager

@@ -2,97 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import DJSERVE, environment, free_port, get
+from conftest import DJSERVE, Logged, environment, free_port, get
 
 PRODUCTION = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production"}
 
 
-@dataclass
-class Supervised:
-    process: subprocess.Popen[str]
-    port: int
-    log: Path
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def workers(self) -> list[int]:
-        """The supervisor's worker processes (uvicorn spawns them; the resource tracker is not one)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        workers = []
-        for pid in map(int, children):
-            with contextlib.suppress(OSError):
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    workers.append(pid)
-        return workers
-
-    def wait_for(self, text: str, timeout: float) -> float:
-        """Seconds until `text` is in the log."""
-        started = time.monotonic()
-        while text not in self.text():
-            assert time.monotonic() - started < timeout, f"{text!r} not logged:\n{self.text()}"
-            time.sleep(0.05)
-        return time.monotonic() - started
-
-
-def answers(server: Supervised, path: str = "/-/health") -> bool:
-    try:
-        return get(server.url(path), timeout=1)[0] == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def launch(site: Path, tmp_path: Path) -> Iterator[Callable[[int], Supervised]]:
+def launch(logged: Callable[..., Logged]) -> Callable[[int], Logged]:
     """Start the production preset with N workers, serving the test's project; logs go to a file."""
-    started: list[subprocess.Popen[str]] = []
-
-    def _launch(workers: int) -> Supervised:
-        port = free_port()
-        log = tmp_path / f"djserve-{port}.log"
-        with log.open("w") as stderr:
-            process = subprocess.Popen(
-                [DJSERVE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-                cwd=site,
-                env=environment(**PRODUCTION),
-                stderr=stderr,
-                text=True,
-                start_new_session=True,
-            )
-        started.append(process)
-        server = Supervised(process, port, log)
-        deadline = time.monotonic() + 30
-        while not answers(server) or len(server.workers()) < workers:
-            assert process.poll() is None, server.text()
-            assert time.monotonic() < deadline, server.text()
-            time.sleep(0.1)
-        return server
-
-    yield _launch
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return lambda workers: logged(workers=workers, **PRODUCTION)
 
 
 @pytest.fixture
-def supervised(launch: Callable[[int], Supervised]) -> Supervised:
+def supervised(launch: Callable[[int], Logged]) -> Logged:
     return launch(1)
 
 
@@ -107,14 +40,14 @@ def blocking_view(site: Path, pid_file: Path | None = None) -> None:
     )
 
 
-def test_a_killed_worker_is_replaced_within_a_second(supervised: Supervised) -> None:
+def test_a_killed_worker_is_replaced_within_a_second(supervised: Logged) -> None:
     (worker,) = supervised.workers()
     os.kill(worker, signal.SIGKILL)
     killed = time.monotonic()
     while supervised.workers() in ([], [worker]):
         assert time.monotonic() - killed < 1.0, supervised.text()
         time.sleep(0.01)
-    while not answers(supervised):
+    while not supervised.answers():
         # The new worker imports Django first; a loaded machine gets a margin.
         assert time.monotonic() - killed < 5.0, supervised.text()
         time.sleep(0.01)
@@ -123,7 +56,7 @@ def test_a_killed_worker_is_replaced_within_a_second(supervised: Supervised) -> 
     assert f"Child process [{worker}] ended: killed by SIGKILL" in supervised.text()
 
 
-def test_the_supervisor_stays_small_and_imports_no_django(supervised: Supervised) -> None:
+def test_the_supervisor_stays_small_and_imports_no_django(supervised: Logged) -> None:
     assert get(supervised.url("/"))[0] == 200  # the worker serves Django
     status = Path(f"/proc/{supervised.process.pid}/status").read_text()
     rss_kb = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
@@ -131,12 +64,12 @@ def test_the_supervisor_stays_small_and_imports_no_django(supervised: Supervised
 
 
 def test_a_worker_with_a_blocked_event_loop_is_reported_and_replaced(
-    site: Path, launch: Callable[[int], Supervised]
+    site: Path, launch: Callable[[int], Logged]
 ) -> None:
     blocking_view(site)
     server = launch(1)
     (stuck,) = server.workers()
-    threading.Thread(target=lambda: answers(server, "/stuck"), daemon=True).start()
+    threading.Thread(target=lambda: server.answers("/stuck"), daemon=True).start()
     # production: timeout-worker-healthcheck = 2, a ping every 0.5 s, 1 s to write the stack; and a margin
     server.wait_for(f"worker {stuck} stuck", timeout=2 + 0.5 + 1 + 10)
     log = server.text()
@@ -145,7 +78,7 @@ def test_a_worker_with_a_blocked_event_loop_is_reported_and_replaced(
     assert "in blocks_the_loop" in report and "urls.py" in report, report
     server.wait_for(f"Child process [{stuck}] ended: killed by SIGKILL", timeout=10)
     deadline = time.monotonic() + 10
-    while not answers(server):
+    while not server.answers():
         assert time.monotonic() < deadline, server.text()
         time.sleep(0.1)
     assert stuck not in server.workers()
@@ -170,12 +103,12 @@ def test_a_broken_app_exits_78_before_binding(site: Path) -> None:
 
 
 def test_a_stuck_worker_delays_no_other_workers_check(
-    site: Path, tmp_path: Path, launch: Callable[[int], Supervised]
+    site: Path, tmp_path: Path, launch: Callable[[int], Logged]
 ) -> None:
     pid_file = tmp_path / "stuck.pid"
     blocking_view(site, pid_file)
     server = launch(2)
-    threading.Thread(target=lambda: answers(server, "/stuck"), daemon=True).start()
+    threading.Thread(target=lambda: server.answers("/stuck"), daemon=True).start()
     deadline = time.monotonic() + 10
     while not pid_file.exists() or not pid_file.read_text():
         assert time.monotonic() < deadline, server.text()
@@ -187,4 +120,4 @@ def test_a_stuck_worker_delays_no_other_workers_check(
     server.wait_for(f"Child process [{other}] ended: killed by SIGKILL", timeout=1.5)
     assert f"worker {stuck} stuck" not in server.text()
     server.wait_for(f"worker {stuck} stuck", timeout=2 + 0.5 + 1 + 10)
-    assert answers(server)
+    assert server.answers()

@@ -59,10 +59,14 @@ def check(args: Sequence[str]) -> None:
 
 
 def print_command(args: Sequence[str]) -> None:
-    from djserve.config.command import render
+    """The line on stdout, as it always was; what it does not do on stderr, one ``#`` line each."""
+    from djserve.config.command import not_in_the_line, render
     from djserve.preflight import resolved
 
-    print(render(resolved(args, with_app=False)))
+    kit = resolved(args, with_app=False)
+    print(render(kit))
+    for missing in not_in_the_line(kit):
+        print(f"# not in this line: {missing}", file=sys.stderr)
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {

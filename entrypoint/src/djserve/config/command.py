@@ -1,4 +1,8 @@
-"""``djserve command``: one shell line that starts the same server with plain uvicorn."""
+"""``djserve command``: one shell line that starts the same server with plain uvicorn, and what it lacks.
+
+uvicorn's CLI selects no supervisor or ``Server`` class, so the line serves the same app with the same
+options, under uvicorn's own supervisor; what only djserve's does is said beside it (``not_in_the_line``).
+"""
 
 from __future__ import annotations
 
@@ -54,3 +58,14 @@ def render(config: KitConfig, environ: Mapping[str, str] = os.environ) -> str:
         if value != cli_default(SETTINGS[name].param) or name in ALWAYS or given:
             args += _flags(name, value, secret=config.values[name].secret)
     return " ".join([*_worker_environ(config, environ), shlex.join(["uvicorn", *args, FACTORY])])
+
+
+def not_in_the_line(config: KitConfig) -> list[str]:
+    """What ``djserve serve`` does with this configuration that the printed uvicorn line does not."""
+    missing = ["djserve's supervisor and Server: no drain before a worker stops, no stuck event loop found"]
+    if config["preload"]:
+        missing.append("preload: each worker imports the app itself; none is forked from a preloaded process")
+    limits = [name for name in ("max_worker_memory", "max_worker_lifetime") if config[name] is not None]
+    if limits:
+        missing.append(f"{' and '.join(limits)}: no worker is recycled for it")
+    return missing

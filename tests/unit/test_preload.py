@@ -1,0 +1,250 @@
+"""preload: the app is imported once, in the process that validated it, and every worker is forked from it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Logged, djserve, free_port, get, wait_until
+
+PRODUCTION = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production"}
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def alive(pid: int) -> bool:
+    """Running: a zombie waiting for its parent to reap it is not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def note_imports(site: Path) -> None:
+    """asgi.py appends its process's pid to $IMPORT_LOG each time it is imported."""
+    asgi = site / "mysite" / "asgi.py"
+    asgi.write_text(f"import os\nopen(os.environ['IMPORT_LOG'], 'a').write(f'{{os.getpid()}}\\n')\n{asgi.read_text()}")
+
+
+class Load:
+    """A light, bounded load: one request at a time on a new connection, every failure counted."""
+
+    def __init__(self, server: Logged, path: str = "/") -> None:
+        self.url = server.url(path)
+        self.answered = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = get(self.url, timeout=10)
+            except OSError as error:
+                self.failed.append(repr(error))
+            else:
+                if status == 200:
+                    self.answered += 1
+                else:
+                    self.failed.append(str(status))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.parametrize(("preload", "imports"), [("--preload", 1), ("--no-preload", 3)])
+def test_workers_are_forked_from_the_process_that_imported_the_app_once(
+    site: Path, tmp_path: Path, logged: Callable[..., Logged], preload: str, imports: int
+) -> None:
+    note_imports(site)
+    log = tmp_path / "imports"
+    server = logged(preload, workers=2, IMPORT_LOG=str(log), **PRODUCTION)
+    for _ in range(4):
+        assert get(server.url("/"))[0] == 200
+    workers = server.workers()
+    assert len(log.read_text().split()) == imports, log.read_text()  # the validating child's, then each worker's
+    preloaded = server.preloaded()
+    if preload == "--no-preload":
+        assert preloaded is None
+        return
+    assert preloaded is not None
+    assert log.read_text().split() == [str(preloaded)]  # the validating child became the preloaded process
+    assert parent(preloaded) == server.process.pid
+    assert [parent(worker) for worker in workers] == [preloaded, preloaded]
+
+
+def test_a_project_that_queries_at_import_is_served_with_preload(site: Path, logged: Callable[..., Logged]) -> None:
+    """Each worker imports the app inside its running event loop, where Django refuses a query; the preloaded
+    process imports it outside any loop."""
+    asgi = site / "mysite" / "asgi.py"
+    asgi.write_text(
+        asgi.read_text() + "\nfrom django.db import connection\n"
+        "with connection.cursor() as cursor:\n    cursor.execute('SELECT 1')\n"
+    )
+    server = logged(workers=2, **PRODUCTION)
+    assert get(server.url("/"))[0] == 200
+    assert "SynchronousOnlyOperation" not in server.text()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[int]:
+    """A throwaway PostgreSQL cluster (Debian's binaries, run as the postgres user), on a free port."""
+    pytest.importorskip("psycopg", reason="no PostgreSQL driver (psycopg) in this environment")
+    if not shutil.which("pg_ctl"):
+        pytest.skip("no PostgreSQL server (pg_ctl) on this machine")
+    root = Path(tempfile.mkdtemp(prefix="djserve-postgres-"))  # not pytest's: the postgres user must reach it
+    data, port = root / "data", free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    pg_ctl = [*as_postgres, "pg_ctl", "-D", str(data)]
+    subprocess.run([*pg_ctl, "-o", "-A trust -U postgres", "initdb"], check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    log = ["-l", str(root / "log")]  # the server keeps no pipe of ours open
+    subprocess.run([*pg_ctl, *log, "-o", options, "-w", "start"], check=True, capture_output=True)
+    yield port
+    subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+BACKEND_VIEWS = """
+from django.db import connection
+from django.http import JsonResponse
+
+def backend(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM pg_stat_activity WHERE pid = %s)", [IMPORTED])
+        pid, still_open = cursor.fetchone()
+    return JsonResponse({"backend": pid, "import_connection_open": still_open, "worker": os.getpid()})
+
+urlpatterns.append(path("backend", backend))
+"""
+
+
+def test_a_connection_opened_at_import_is_not_shared_by_the_workers(
+    site: Path, logged: Callable[..., Logged], postgres: int
+) -> None:
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(
+        settings.read_text() + "\nDATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql', "
+        f"'NAME': 'postgres', 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': {postgres}}}}}\n"
+    )
+    urls = site / "mysite" / "urls.py"
+    urls.write_text(
+        "import os\nfrom django.db import connection\n"
+        "with connection.cursor() as cursor:\n    cursor.execute('SELECT pg_backend_pid()')\n"
+        "    (IMPORTED,) = cursor.fetchone()\n" + urls.read_text() + BACKEND_VIEWS
+    )
+    asgi = site / "mysite" / "asgi.py"
+    asgi.write_text(asgi.read_text() + "\nimport mysite.urls\n")  # the URLconf, and its query, at import
+    server = logged(workers=2, **PRODUCTION)
+    seen: dict[int, set[int]] = {}
+    wait_until(
+        lambda: len(seen) == 2 or bool(_note_backend(server, seen)),
+        30,
+        "both workers to answer /backend",
+        pause=0,
+    )
+    backends = [pid for pids in seen.values() for pid in pids]
+    assert len(set(backends)) == len(backends), seen  # no connection serves two workers
+
+
+def _note_backend(server: Logged, seen: dict[int, set[int]]) -> bool:
+    import json
+
+    status, body = get(server.url("/backend"))
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["import_connection_open"] == 0  # the preloaded process closed it before forking
+    seen.setdefault(answer["worker"], set()).add(answer["backend"])
+    return False
+
+
+def test_a_project_that_starts_a_thread_falls_back_to_spawning_with_one_warning(
+    site: Path, logged: Callable[..., Logged]
+) -> None:
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(
+        settings.read_text() + "\nimport threading, time\n"
+        "threading.Thread(target=time.sleep, args=(3600,), name='sdk-flusher', daemon=True).start()\n"
+    )
+    server = logged(workers=2, **PRODUCTION)
+    assert get(server.url("/"))[0] == 200
+    (warning,) = [line for line in server.text().splitlines() if "preload" in line]
+    assert warning.startswith("WARNING:") and "sdk-flusher" in warning and "preload = false" in warning
+    assert server.preloaded() is None
+    assert all(parent(worker) == server.process.pid for worker in server.workers())  # spawned, as without preload
+
+
+def test_killed_workers_and_preloaded_process_are_replaced_and_serving_goes_on(
+    logged: Callable[..., Logged],
+) -> None:
+    server = logged(workers=2, **PRODUCTION)
+    first = server.preloaded()
+    assert first is not None
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: victim not in server.workers() and len(server.workers()) == 2, 1.0, "a forked replacement")
+    wait_until(server.answers, 1.0, "the replacement to answer")
+    assert time.monotonic() - killed < 1.0
+    assert parent(next(w for w in server.workers())) == first
+
+    with Load(server) as load:
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: server.preloaded() not in (None, first), 10, "a new preloaded process")
+        server.wait_for("ready: workers are forked from it", 10)
+        time.sleep(0.5)
+    assert load.failed == [] and load.answered > 0  # the workers served on meanwhile
+    second = server.preloaded()
+    assert second is not None
+    orphans = server.workers()
+    assert len(orphans) == 2 and all(parent(worker) == server.process.pid for worker in orphans)  # adopted
+    os.kill(orphans[0], signal.SIGKILL)
+    server.wait_for(f"Child process [{orphans[0]}] ended: killed by SIGKILL", 5)  # its status, reaped by us
+    wait_until(lambda: len(server.workers()) == 2 and orphans[0] not in server.workers(), 2, "a replacement")
+    (replacement,) = set(server.workers()) - set(orphans)
+    assert parent(replacement) == second
+    assert get(server.url("/"))[0] == 200
+
+
+def test_kill_9_of_the_supervisor_leaves_no_worker_serving(logged: Callable[..., Logged]) -> None:
+    server = logged(workers=2, **PRODUCTION)
+    preloaded = server.preloaded()
+    assert preloaded is not None
+    left = [preloaded, *server.workers()]
+    os.kill(server.process.pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in left), 10, "the workers and the preloaded process to exit")
+
+
+def test_preload_with_reload_is_a_configuration_error(site: Path) -> None:
+    result = djserve("check", "--preload", "--reload", cwd=site, env={"DJANGO_SETTINGS_MODULE": "mysite.settings"})
+    assert result.code == 78
+    assert result.lines == [
+        "--preload (command line): preload cannot run with reload (--reload (command line)): the reloader "
+        "imports the app afresh on purpose; set preload = false"
+    ]
+
+
+def test_the_printed_command_says_it_does_not_preload(site: Path) -> None:
+    result = djserve("command", cwd=site, env=PRODUCTION)
+    assert result.code == 0
+    assert "# not in this line: preload: each worker imports the app itself" in result.err
+    assert result.out.count("\n") == 1  # the line itself is unchanged
