@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 DJSERVE = shutil.which("djserve", path=str(Path(sys.executable).parent)) or "djserve"
 
@@ -282,6 +284,52 @@ def logged(site: Path, tmp_path: Path) -> Iterator[Callable[..., Logged]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+class Load:
+    """A light, bounded load: one request at a time on a new connection, every failure counted."""
+
+    def __init__(self, server: Server | Logged, path: str = "/admin/login/") -> None:
+        self.url = server.url(path)
+        self.answered = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = get(self.url, timeout=10)
+            except OSError as error:
+                self.failed.append(repr(error))
+            else:
+                if status == 200:
+                    self.answered += 1
+                else:
+                    self.failed.append(str(status))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def samples(server: Server | Logged) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    status, body = get(server.url("/-/metrics"))
+    assert status == 200, body
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def value(server: Server | Logged, name: str, **labels: str) -> float:
+    return samples(server).get((name, frozenset(labels.items())), 0.0)
 
 
 @contextlib.contextmanager

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, djserve, free_port, get
+from conftest import djserve, free_port, get, samples, value
 
 VIEWS = """
 import os, time
@@ -38,20 +37,6 @@ urlpatterns += [path("pid", pid), path("slow", slow)]
 def with_views(site: Path) -> None:
     urls = site / "mysite" / "urls.py"
     urls.write_text(urls.read_text() + VIEWS)
-
-
-def samples(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    status, body = get(server.url("/-/metrics"))
-    assert status == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
-
-
-def value(server: Server, name: str, **labels: str) -> float:
-    return samples(server).get((name, frozenset(labels.items())), 0.0)
 
 
 def eventually(check: Callable[[], bool], seconds: float = 30) -> None:

@@ -7,14 +7,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Logged, djserve, free_port, get, wait_until
+from conftest import Load, Logged, djserve, free_port, get, wait_until
 
 PRODUCTION = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production"}
 
@@ -35,38 +34,6 @@ def note_imports(site: Path) -> None:
     """asgi.py appends its process's pid to $IMPORT_LOG each time it is imported."""
     asgi = site / "mysite" / "asgi.py"
     asgi.write_text(f"import os\nopen(os.environ['IMPORT_LOG'], 'a').write(f'{{os.getpid()}}\\n')\n{asgi.read_text()}")
-
-
-class Load:
-    """A light, bounded load: one request at a time on a new connection, every failure counted."""
-
-    def __init__(self, server: Logged, path: str = "/") -> None:
-        self.url = server.url(path)
-        self.answered = 0
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                status, _ = get(self.url, timeout=10)
-            except OSError as error:
-                self.failed.append(repr(error))
-            else:
-                if status == 200:
-                    self.answered += 1
-                else:
-                    self.failed.append(str(status))
-            time.sleep(0.01)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.mark.parametrize(("preload", "imports"), [("--preload", 1), ("--no-preload", 3)])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 access_log = logging.getLogger("djserve.access")
+logger = logging.getLogger("djserve")
 
 
 # Why the worker a new one replaces ended (djserve.serve.supervisor): on its own (exit code), by a signal
@@ -129,7 +131,14 @@ def fold_dead_workers(directory: str) -> None:
             merged = root / f"{kind}_{MERGED}.db"
             values: dict[str, tuple[float, float]] = {}
             for path in [merged, *paths] if merged.exists() else paths:
-                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+                try:
+                    found = list(MmapedDict.read_all_values_from_file(str(path)))  # type: ignore[no-untyped-call]
+                except (OSError, RuntimeError, struct.error) as error:
+                    # A worker killed as it created the file leaves it empty or torn: its values are lost
+                    # either way, and a file that cannot be read must not fail every scrape after it.
+                    logger.warning("metrics: %s cannot be read (%s); its values are dropped", path.name, error)
+                    found = []
+                for key, value, timestamp, _ in found:
                     values[key] = _folded(kind, values.get(key), (value, timestamp))
             # Written aside, then renamed over the set: no scrape runs meanwhile, and a worker killed
             # halfway leaves the old set and the dead files, which the next fold takes again.

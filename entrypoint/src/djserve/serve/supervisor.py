@@ -56,6 +56,7 @@ from djserve.serve.server import STACK_SIGNAL, serve_worker
 logger = logging.getLogger("uvicorn.error")
 
 PING_INTERVAL = 0.5  # uvicorn's supervisor pings as often
+STARTING_PING = 0.05  # a worker that has not started yet is asked again sooner: its successor waits on it
 STACK_GRACE = 1.0  # seconds a stuck worker has to write its stack before SIGKILL
 # Until its first answer a worker is still starting its interpreter and importing uvicorn, before anything
 # can answer a ping (or take SIGUSR1): on a loaded or throttled CPU that takes seconds. Like gunicorn's
@@ -143,9 +144,9 @@ class WorkerProcess(UvicornProcess):
             return
         self.pinged_at = None
         self.has_answered = True
-        self.next_ping = now + PING_INTERVAL
         # uvicorn's answer, whether it has started, or why it wants a successor (it has started then).
         self.serving = answer is not False
+        self.next_ping = now + (PING_INTERVAL if self.serving else STARTING_PING)
         if isinstance(answer, str) and self.due is None:
             self.due = answer
 
