@@ -163,8 +163,8 @@ def serve(site: Path) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[None]:
-    """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once it answers health."""
+def printed_command(line: str, cwd: Path, port: int, ready: str = "/-/health", **env: str) -> Iterator[None]:
+    """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once `ready` answers 200."""
     bin_dir = Path(sys.executable).parent
     process = subprocess.Popen(
         ["sh", "-c", line],
@@ -178,7 +178,7 @@ def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[Non
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if get(f"http://127.0.0.1:{port}/-/health", timeout=1)[0] == 200:
+                if get(f"http://127.0.0.1:{port}{ready}", timeout=1)[0] == 200:
                     break
             except OSError:
                 pass
