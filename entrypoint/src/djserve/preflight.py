@@ -7,6 +7,7 @@ settings or the app: it stays small, and a broken app still ends in exit 78 befo
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from djserve.config.model import KitConfig
     from djserve.handoff import Launch
 
+log = logging.getLogger("djserve")
+
 
 def _hidden(line: str, values: Sequence[str]) -> str:
     """A problem line with every value read from a file blanked, wherever a message quoted it."""
@@ -31,7 +34,8 @@ def _hidden(line: str, values: Sequence[str]) -> str:
 
 
 def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> KitConfig:
-    """The resolved configuration, or exit 78 listing every problem. Imports Django's settings (and the app).
+    """The resolved configuration, or exit 78 listing every problem. Imports Django's settings, and the app
+    ``with_app`` or when ``interface = "auto"`` must look at it to resolve.
 
     ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.config.envfiles``),
     unless the caller did that already and hands over what it found.
@@ -47,7 +51,7 @@ def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
         config = resolve(args, os.environ, expanded.files)
     except click.exceptions.Exit as done:  # --help
         sys.exit(done.exit_code)
-    if with_app:
+    if with_app or config["interface"] == "auto":
         import_apps(config)
     problems = expanded.problems + config.problems
     if problems:
@@ -70,9 +74,13 @@ def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
     from djserve.config.uvicorn_args import launch
 
     config = resolved(args, with_app=True, expanded=expanded)
+    logs.configure(config["log_format"])
+    for notice in config.notices:
+        log.info("%s", notice)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     # Once, here, where Django's settings are loaded; a prestart collectstatic may still create it.
     if config["serve_static"] and not config["collectstatic"]:
-        logs.configure(config["log_format"])
         discovery.warn_if_no_static_root()
     result.send(launch(config))
 

@@ -184,7 +184,10 @@ def _kit_params() -> list[click.Parameter]:
     return [
         click.Option(["--preset"], type=click.Choice(PRESETS), default="default", help="Preset to start from."),
         click.Option(
-            ["--interface"], type=click.Choice(["asgi", "wsgi", "hybrid"]), default="asgi", help="Django entry point."
+            ["--interface"],
+            type=click.Choice(["asgi", "wsgi", "hybrid", "auto"]),
+            default="asgi",
+            help="Django entry point; auto serves hybrid only where it is the same as asgi.",
         ),
         click.Option(["--process"], default="web", help="The PRODUCTION_PROCESSES key to read."),
         click.Option(["--health-path"], default=defaults.HEALTH_PATH, help="Liveness path, answered outside Django."),
