@@ -111,7 +111,12 @@ def attachment(request):
     return FileResponse((DATA / "notes.txt").open("rb"), as_attachment=True, filename="résumé notes.txt")
 
 
-@condition(etag_func=lambda request: '"v1"', last_modified_func=lambda request: datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
+def _modified(request):
+    return datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+
+
+@csrf_exempt
+@condition(etag_func=lambda request: '"v1"', last_modified_func=_modified)
 def conditional(request):
     return HttpResponse("conditional body\n", content_type="text/plain")
 
@@ -147,7 +152,14 @@ def cookies(request):
     expires = "Fri, 01 Jan 2100 00:00:00 GMT"
     response.set_cookie("plain", "1")
     response.set_cookie(
-        "session", "abc def", expires=expires, path="/p", domain="testserver", secure=True, httponly=True, samesite="Strict"
+        "session",
+        "abc def",
+        expires=expires,
+        path="/p",
+        domain="testserver",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
     )
     response.set_cookie("lax", "ü", samesite="Lax")
     response.delete_cookie("gone", path="/")
@@ -164,9 +176,17 @@ def headers(request):
     return response
 
 
-def length_mismatch(request):
+def length_over(request):
+    """A body longer than the Content-Length the view set."""
     response = HttpResponse(b"0123456789", content_type="text/plain")
     response["Content-Length"] = "4"
+    return response
+
+
+def length_under(request):
+    """A body shorter than the Content-Length the view set."""
+    response = HttpResponse(b"0123456789", content_type="text/plain")
+    response["Content-Length"] = "20"
     return response
 
 
@@ -223,7 +243,8 @@ urlpatterns = [
     path("gzip-stream", gzipped_stream),
     path("cookies", cookies),
     path("headers", headers),
-    path("length-mismatch", length_mismatch),
+    path("length-over", length_over),
+    path("length-under", length_under),
     path("error", error),
     path("error-async", error_async),
     path("not-found", not_found),

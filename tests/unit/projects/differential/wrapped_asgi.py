@@ -5,7 +5,6 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
-django_application = get_asgi_application()
 MOUNT = "/sub/"
 
 
@@ -17,14 +16,23 @@ async def mounted(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
-async def application(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].removeprefix(scope.get("root_path", "")).startswith(MOUNT):
-        await mounted(scope, receive, send)
-        return
+class Wrapped:
+    """A middleware as users write them: it adds a response header, and serves MOUNT with another app."""
 
-    async def wrapped_send(message):
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), (b"x-wrapped", b"yes")]}
-        await send(message)
+    def __init__(self, app):
+        self.app = app
 
-    await django_application(scope, receive, wrapped_send)
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].removeprefix(scope.get("root_path", "")).startswith(MOUNT):
+            await mounted(scope, receive, send)
+            return
+
+        async def wrapped_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-wrapped", b"yes")]}
+            await send(message)
+
+        await self.app(scope, receive, wrapped_send)
+
+
+application = Wrapped(get_asgi_application())
