@@ -13,13 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from djserve.defaults import EX_CONFIG, REDACTED
 
 if TYPE_CHECKING:
     from djserve.config.envfiles import Expanded
-    from djserve.config.model import KitConfig
+    from djserve.config.model import KitConfig, Problem
     from djserve.handoff import Launch
 
 log = logging.getLogger("djserve")
@@ -31,6 +31,14 @@ def _hidden(line: str, values: Sequence[str]) -> str:
         if value:
             line = line.replace(value, REDACTED)
     return line
+
+
+def fail(problems: Sequence[Problem], expanded: Expanded) -> NoReturn:
+    """Exit 78 with one line per problem, each with every value read from a file blanked."""
+    secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
+    for problem in problems:
+        print(_hidden(str(problem), secrets), file=sys.stderr)
+    sys.exit(EX_CONFIG)
 
 
 def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> KitConfig:
@@ -55,10 +63,7 @@ def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
         import_apps(config)
     problems = expanded.problems + config.problems
     if problems:
-        secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
-        for problem in problems:
-            print(_hidden(str(problem), secrets), file=sys.stderr)
-        sys.exit(EX_CONFIG)
+        fail(problems, expanded)
     return config
 
 

@@ -296,7 +296,10 @@ class Setting:
 
 
 def cli_default(param: click.Parameter) -> Any:
-    """The default of uvicorn's own CLI, with click's "unset" marker as None (or () for lists)."""
+    """The default of uvicorn's own CLI, with click's "unset" marker as None (or () for lists).
+
+    click 8.5 marks an unset default with an instance of its private ``Sentinel`` class, recognised by
+    name; click is capped at the minor version tested (pyproject.toml)."""
     default = param.default
     if default is None or type(default).__name__ == "Sentinel":
         return () if getattr(param, "multiple", False) else None
