@@ -474,7 +474,11 @@ class Reader:
         self.buffer = b""
 
     def fill(self) -> None:
-        data = self.sock.recv(65536)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            wait = self.sock.gettimeout()
+            raise TimeoutError(f"no further byte within {wait:g} s; unparsed: {self.buffer[:200]!r}") from None
         if not data:
             raise EOFError(f"connection closed; unparsed: {self.buffer[:200]!r}")
         self.buffer += data
