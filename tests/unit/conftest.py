@@ -202,8 +202,10 @@ def printed_command(line: str, cwd: Path, port: int, ready: str = "/-/health", *
         wait_until_answers(f"http://127.0.0.1:{port}{ready}", 20, process)
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # already ended by a wait that gave up
+            os.killpg(process.pid, signal.SIGTERM)
+        if process.returncode is None:
+            process.communicate(timeout=20)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
