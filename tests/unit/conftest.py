@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,36 @@ def get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5) 
         return error.code, error.read()
 
 
+def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.1) -> None:
+    """Every wait of the unit tests: bounded, and it says what it waited for when it gives up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str] | None = None) -> None:
+    """Until ``url`` answers 200; fails at once, with the process's stderr, if ``process`` exits first."""
+
+    def answers() -> bool:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before {url} answered: {process.communicate()[1]}")
+        try:
+            return get(url, timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, timeout, f"{url} to answer 200")
+    except AssertionError as error:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"{error}: {process.communicate()[1]}") from None
+        raise
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]
@@ -131,18 +161,12 @@ def start(cwd: Path, *args: str, ready: str = "/-/health", **env: str) -> Server
         start_new_session=True,  # so a failed test can end the workers too
     )
     server = Server(process, port)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"djserve exited with {process.returncode}: {process.communicate()[1]}")
-        try:
-            if get(server.url(ready), timeout=1)[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"djserve never answered: {process.communicate()[1]}")
+    try:
+        wait_until_answers(server.url(ready), 30, process)
+    except AssertionError:
+        server.kill()
+        raise
+    return server
 
 
 @pytest.fixture
@@ -175,16 +199,7 @@ def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[Non
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if get(f"http://127.0.0.1:{port}/-/health", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(process.stderr.read() if process.stderr else "")
+        wait_until_answers(f"http://127.0.0.1:{port}/-/health", 20, process)
         yield
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -200,12 +200,15 @@ def test_a_project_without_asgi_py_serves_under_the_production_preset(views: Pat
     assert text(server, "/async") == "ASGIRequest /async True"
 
 
+DJANGO_OWN = "mysite.asgi:application is Django's own handler"
+
+
 @pytest.mark.parametrize(
     ("preset", "interface", "source"),
     [
-        ("production", "hybrid", "preset:production"),
-        ("proxy", "hybrid", "preset:proxy"),  # the preset in force, which extends production
-        ("websocket", "hybrid", "preset:websocket"),
+        ("production", "hybrid", f"auto (preset:production): {DJANGO_OWN}"),
+        ("proxy", "hybrid", f"auto (preset:proxy): {DJANGO_OWN}"),  # the preset in force, which extends production
+        ("websocket", "hybrid", f"auto (preset:websocket): {DJANGO_OWN}"),
         ("default", "asgi", "default"),
     ],
 )
@@ -223,14 +226,18 @@ def test_the_websocket_preset_accepts_hybrid_and_asgi(project: Path) -> None:
 
 
 def test_hybrid_without_django_settings_names_django_settings_module(project: Path) -> None:
-    for env in (
-        {"DJSERVE_INTERFACE": "hybrid", "DJSERVE_APP": "mysite.asgi:application"},
-        {"DJSERVE_PRESET": "production"},
-    ):
-        result = djserve("check", cwd=project, env=env)
-        assert result.code == 78
-        (line,) = result.lines
-        assert line.startswith("DJANGO_SETTINGS_MODULE (environment): required by interface hybrid"), line
+    result = djserve(
+        "check", cwd=project, env={"DJSERVE_INTERFACE": "hybrid", "DJSERVE_APP": "mysite.asgi:application"}
+    )
+    assert result.code == 78
+    (line,) = result.lines
+    assert line.startswith("DJANGO_SETTINGS_MODULE (environment): required by interface hybrid"), line
+    # auto, the presets' interface, needs no Django settings: without them it serves the app given, or asks for one.
+    result = djserve("check", cwd=project, env={"DJSERVE_PRESET": "production"})
+    assert (result.code, result.lines) == (
+        78,
+        ["app (default): no app to serve: set DJANGO_SETTINGS_MODULE, or DJSERVE_APP"],
+    )
 
 
 @pytest.mark.parametrize(

@@ -95,3 +95,36 @@ def test_variables_that_are_paths_by_their_own_meaning_are_not_expanded(site: Pa
     # uvicorn's --env-file and OpenSSL's CA bundle: paths, not secrets; neither UVICORN_ENV nor SSL_CERT appears.
     env = {**SETTINGS, "UVICORN_ENV_FILE": str(dotenv), "SSL_CERT_FILE": str(tmp_path / "absent.pem")}
     assert config(site, **env)["env_file"] == str(dotenv)
+
+
+PRINT_ENV = "import os, sys; sys.stdout.buffer.write(os.environb[sys.argv[1].encode()])"
+
+
+def test_a_pass_through_command_reads_variables_from_their_files(tmp_path: Path) -> None:
+    """``docker run IMAGE python manage.py migrate``, or the chart's migration Job, with DATABASE_URL_FILE."""
+    (tmp_path / "url").write_bytes(b"postgres://app:s3cret@db/app\n")
+    env = {"DATABASE_URL_FILE": str(tmp_path / "url")}
+    result = djserve("python", "-c", PRINT_ENV, "DATABASE_URL", cwd=tmp_path, env=env)
+    assert (result.code, result.out) == (0, "postgres://app:s3cret@db/app")
+    result = djserve("python", "-c", "import os; print('DATABASE_URL_FILE' in os.environ)", cwd=tmp_path, env=env)
+    assert result.out == "False\n"  # as file_env unsets it
+
+
+def test_a_pass_through_command_with_an_unreadable_file_exits_78_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    result = djserve("python", "-c", "print('ran')", cwd=tmp_path, env={"DATABASE_URL_FILE": str(missing)})
+    assert (result.code, result.out) == (78, "")
+    assert result.lines == [f"DATABASE_URL_FILE (environment): cannot read {missing}: No such file or directory"]
+
+
+def test_a_pass_through_command_keeps_path_variables_and_refuses_a_variable_set_both_ways(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text("s3cret-value")
+    env = {"SSL_CERT_FILE": "/nonexistent/bundle.pem", "DATABASE_URL_FILE": str(tmp_path / "url"), "DATABASE_URL": "x"}
+    result = djserve("python", "-c", "print('ran')", cwd=tmp_path, env=env)
+    assert result.code == 78
+    assert result.lines == [
+        "DATABASE_URL_FILE (environment): DATABASE_URL is set too; set either DATABASE_URL or DATABASE_URL_FILE"
+    ]
+    del env["DATABASE_URL"]
+    result = djserve("python", "-c", PRINT_ENV, "SSL_CERT_FILE", cwd=tmp_path, env=env)
+    assert (result.code, result.out) == (0, "/nonexistent/bundle.pem")

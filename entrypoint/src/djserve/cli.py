@@ -1,7 +1,9 @@
 """``djserve``: serve, config, check, command; any other command is exec'd unchanged.
 
 Like the official images' entrypoints, ``docker run IMAGE python manage.py migrate`` runs exactly that,
-and pays for no import of uvicorn or Django first: the commands import what they need themselves.
+and pays for no import of uvicorn or Django first: the commands import what they need themselves. It
+gets every ``<VAR>_FILE`` expanded as ``serve`` does (``djserve.config.envfiles``), so a migration Job
+reads ``DATABASE_URL`` from the same secret file as the server.
 """
 
 from __future__ import annotations
@@ -71,6 +73,16 @@ COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
 }
 
 
+def _expand_files() -> None:
+    """``X_FILE`` becomes ``X`` for a pass-through command, with serve's exclusions; exit 78 on a problem."""
+    from djserve import preflight
+    from djserve.config import envfiles
+
+    expanded = envfiles.expand(os.environ)
+    if expanded.problems:
+        preflight.fail(expanded.problems, expanded)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0].startswith("-"):
@@ -79,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if name in COMMANDS:
         COMMANDS[name](rest)
         return
+    _expand_files()
     try:
         os.execvp(name, args)
     except OSError as error:

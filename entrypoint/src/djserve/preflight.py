@@ -7,19 +7,22 @@ settings or the app: it stays small, and a broken app still ends in exit 78 befo
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from djserve.defaults import EX_CONFIG, REDACTED
 
 if TYPE_CHECKING:
     from djserve.config.envfiles import Expanded
-    from djserve.config.model import KitConfig
+    from djserve.config.model import KitConfig, Problem
     from djserve.handoff import Launch
+
+log = logging.getLogger("djserve")
 
 
 def _hidden(line: str, values: Sequence[str]) -> str:
@@ -30,8 +33,17 @@ def _hidden(line: str, values: Sequence[str]) -> str:
     return line
 
 
+def fail(problems: Sequence[Problem], expanded: Expanded) -> NoReturn:
+    """Exit 78 with one line per problem, each with every value read from a file blanked."""
+    secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
+    for problem in problems:
+        print(_hidden(str(problem), secrets), file=sys.stderr)
+    sys.exit(EX_CONFIG)
+
+
 def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None = None) -> KitConfig:
-    """The resolved configuration, or exit 78 listing every problem. Imports Django's settings (and the app).
+    """The resolved configuration, or exit 78 listing every problem. Imports Django's settings, and the app
+    ``with_app`` or when ``interface = "auto"`` must look at it to resolve.
 
     ``X_FILE`` variables become ``X`` first, before Django's settings are imported (``djserve.config.envfiles``),
     unless the caller did that already and hands over what it found.
@@ -47,14 +59,11 @@ def resolved(args: Sequence[str], *, with_app: bool, expanded: Expanded | None =
         config = resolve(args, os.environ, expanded.files)
     except click.exceptions.Exit as done:  # --help
         sys.exit(done.exit_code)
-    if with_app:
+    if with_app or config["interface"] == "auto":
         import_apps(config)
     problems = expanded.problems + config.problems
     if problems:
-        secrets = sorted((os.environ[var] for var in expanded.files), key=len, reverse=True)
-        for problem in problems:
-            print(_hidden(str(problem), secrets), file=sys.stderr)
-        sys.exit(EX_CONFIG)
+        fail(problems, expanded)
     return config
 
 
@@ -70,9 +79,13 @@ def _child(args: Sequence[str], expanded: Expanded, result: Connection) -> None:
     from djserve.config.uvicorn_args import launch
 
     config = resolved(args, with_app=True, expanded=expanded)
+    logs.configure(config["log_format"])
+    for notice in config.notices:
+        log.info("%s", notice)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     # Once, here, where Django's settings are loaded; a prestart collectstatic may still create it.
     if config["serve_static"] and not config["collectstatic"]:
-        logs.configure(config["log_format"])
         discovery.warn_if_no_static_root()
     result.send(launch(config))
 

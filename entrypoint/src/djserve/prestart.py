@@ -87,23 +87,23 @@ def _run(step: str, argv: list[str]) -> None:
         raise StepFailed(step, f"{' '.join(argv)} exited with {code}", code)
 
 
-def steps(settings: Mapping[str, Any]) -> list[tuple[str, Callable[[], None]]]:
+def steps(values: Mapping[str, Any]) -> list[tuple[str, Callable[[], None]]]:
     manage = [sys.executable, "-m", "django"]
     planned: list[tuple[str, Callable[[], None]]] = []
-    if settings["wait_for"]:
-        planned.append(("wait_for", lambda: _wait_for(settings["wait_for"], settings["wait_timeout"])))
-    if settings["migrate"]:
+    if values["wait_for"]:
+        planned.append(("wait_for", lambda: _wait_for(values["wait_for"], values["wait_timeout"])))
+    if values["migrate"]:
         planned.append(("migrate", lambda: _run("migrate", [*manage, "migrate", "--noinput"])))
-    if settings["collectstatic"]:
+    if values["collectstatic"]:
         planned.append(("collectstatic", lambda: _run("collectstatic", [*manage, "collectstatic", "--noinput"])))
-    if settings["prestart"]:
-        planned.append(("prestart", lambda: _run("prestart", [settings["prestart"]])))
+    if values["prestart"]:
+        planned.append(("prestart", lambda: _run("prestart", [values["prestart"]])))
     return planned
 
 
-def run(settings: Mapping[str, Any]) -> None:
+def run(values: Mapping[str, Any]) -> None:
     with stoppable():
-        for name, step in steps(settings):
+        for name, step in steps(values):
             started = time.monotonic()
             log.info("prestart %s: started", name)
             step()

@@ -28,7 +28,6 @@ from functools import lru_cache
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
-from django.core.handlers.asgi import get_script_prefix
 from django.urls import get_resolver
 from django.utils import translation
 
@@ -62,8 +61,12 @@ def is_async(path_info: str) -> bool:
 
 
 def path_info(scope: Scope) -> str:
-    """The path Django resolves: the scope's path below the script prefix, as ``ASGIRequest`` computes it."""
-    prefix: str = get_script_prefix(scope)
+    """The path Django resolves: the scope's path below the script prefix, as ``ASGIRequest`` computes it.
+
+    The prefix is the documented ``FORCE_SCRIPT_NAME`` if set, else the scope's ``root_path``: the public
+    spelling of what ``django.core.handlers.asgi.get_script_prefix``, which is not public API, returns.
+    """
+    prefix: str = settings.FORCE_SCRIPT_NAME or scope.get("root_path", "") or ""
     path: str = scope["path"]
     return path.removeprefix(prefix) if prefix else path
 

@@ -23,7 +23,9 @@ def wrap(app: ASGIApp) -> ASGIApp:
     from servestatic import ServeStaticASGI  # here, so that validating never imports it
 
     served = ServeStaticASGI(app)
-    served.FOREVER = ONE_YEAR  # read as each file is indexed, so set before add_files
+    # servestatic 4.4's FOREVER (not public API, hence the cap in pyproject.toml) is read as each file is
+    # indexed, so it is set before add_files.
+    served.FOREVER = ONE_YEAR
     served.add_files(*found)
     result: ASGIApp = served
     return result

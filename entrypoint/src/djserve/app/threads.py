@@ -107,7 +107,7 @@ class Session(Executor):
 def _run(loop: asyncio.AbstractEventLoop, future: asyncio.Future[R], fn: Callable[[], R]) -> None:
     if future.cancelled():  # the request was cancelled before its call began
         return
-    # asgiref 3.13 (sync.py): AsyncToSync runs a sync view's async_to_sync on the loop in
+    # asgiref 3.13 (sync.py; capped in pyproject.toml): AsyncToSync runs a sync view's async_to_sync on the loop in
     # SyncToAsync.threadlocal.main_event_loop, if main_event_loop_pid is this process, instead of a new
     # loop per call; SyncToAsync.thread_handler sets both in each thread it runs code in, and
     # task_context, the list asgiref forwards a cancellation through. These threads are ours, so they

@@ -1,9 +1,11 @@
-"""Finding the user's Django settings, and the app to serve when none is configured."""
+"""Finding the user's Django settings, the app to serve when none is configured, and whether hybrid
+routing serves that app as it is."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from djserve.config.model import Problem
@@ -61,3 +63,59 @@ def warn_if_no_static_root() -> None:
         log.warning(
             "serve_static: STATIC_ROOT %s does not exist; static files are not served (run collectstatic)", found[0]
         )
+
+
+# Attributes under which ASGI middleware commonly keep the app they wrap (Starlette, Sentry, OpenTelemetry,
+# django-cors-headers' ASGI users, WhiteNoise): followed to tell "wraps Django's handler" from "replaces it".
+WRAPPED = ("app", "application", "asgi_app", "_app", "inner")
+WRAP_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Whether hybrid serves the project's ASGI app as it is, and why, in words for the start log."""
+
+    hybrid_is_safe: bool
+    reason: str
+
+
+def _django_handler(app: Any) -> bool:
+    from django.core.handlers.asgi import ASGIHandler
+
+    return isinstance(app, ASGIHandler)
+
+
+def _http_app(app: Any) -> Any:
+    """channels' ProtocolTypeRouter serves HTTP with its "http" entry; any other app serves it itself."""
+    if type(app).__name__ == "ProtocolTypeRouter" and type(app).__module__.startswith("channels."):
+        return getattr(app, "application_mapping", {}).get("http")
+    return app
+
+
+def _wraps_django(app: Any) -> bool:
+    for _ in range(WRAP_DEPTH):
+        app = next((inner for name in WRAPPED if (inner := getattr(app, name, None)) is not None), None)
+        if app is None:
+            return False
+        if _django_handler(_http_app(app)):
+            return True
+    return False
+
+
+def _name(app: Any) -> str:
+    return str(getattr(app, "__qualname__", None) or type(app).__qualname__)
+
+
+def routing(app: Any, spec: str, *, routable: bool) -> Routing:
+    """Hybrid sends sync views to Django's WSGI handler, past the project's ASGI app: that is only the
+    same answer when the ASGI app's HTTP side is Django's own ``ASGIHandler``, with nothing around it."""
+    if not routable:
+        return Routing(False, f"{spec} has no Django settings to route by (DJANGO_SETTINGS_MODULE)")
+    http = _http_app(app)
+    if _django_handler(http):
+        where = "is" if http is app else "routes HTTP to"
+        return Routing(True, f"{spec} {where} Django's own handler")
+    if http is None:
+        return Routing(False, f"{spec} routes no HTTP ({_name(app)} has no 'http' entry)")
+    relation = "wraps Django's handler" if _wraps_django(http) else "is not Django's handler"
+    return Routing(False, f"{spec} {relation} ({_name(http)}); sync views would skip it under hybrid")

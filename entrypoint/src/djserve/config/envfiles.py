@@ -44,10 +44,17 @@ def is_path_variable(name: str) -> bool:
 
 @cache
 def _own_settings() -> frozenset[str]:
-    """djserve's own variables that end in _FILE are settings, not files to read (UVICORN_ENV_FILE)."""
     from djserve.config.options import SETTINGS
 
     return frozenset(var for setting in SETTINGS.values() for var in setting.env if var.endswith(SUFFIX))
+
+
+def _is_own_setting(name: str) -> bool:
+    """djserve's own variables that end in _FILE are settings, not files to read (UVICORN_ENV_FILE).
+
+    Only a DJSERVE_ or UVICORN_ name asks the registry, so that a pass-through command imports no more
+    than this module to expand DATABASE_URL_FILE."""
+    return name.startswith(("DJSERVE_", "UVICORN_")) and name in _own_settings()
 
 
 @dataclass
@@ -72,7 +79,7 @@ def expand(environ: MutableMapping[str, str]) -> Expanded:
     result = Expanded()
     for file_var in sorted(environ):
         var = file_var.removesuffix(SUFFIX)
-        if not file_var.endswith(SUFFIX) or not var or is_path_variable(file_var) or file_var in _own_settings():
+        if not file_var.endswith(SUFFIX) or not var or is_path_variable(file_var) or _is_own_setting(file_var):
             continue
         where = f"{file_var} (environment)"
         path = environ[file_var]

@@ -57,6 +57,8 @@ class KitConfig:
     values: dict[str, Effective]
     problems: list[Problem] = field(default_factory=list)
     wsgi_app: Effective | None = None  # hybrid's WSGI side, which serves sync views: not a setting
+    notices: list[str] = field(default_factory=list)  # logged once at start
+    warnings: list[str] = field(default_factory=list)  # logged once at start, as warnings
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name].value

@@ -184,7 +184,10 @@ def _kit_params() -> list[click.Parameter]:
     return [
         click.Option(["--preset"], type=click.Choice(PRESETS), default="default", help="Preset to start from."),
         click.Option(
-            ["--interface"], type=click.Choice(["asgi", "wsgi", "hybrid"]), default="asgi", help="Django entry point."
+            ["--interface"],
+            type=click.Choice(["asgi", "wsgi", "hybrid", "auto"]),
+            default="asgi",
+            help="Django entry point; auto serves hybrid only where it is the same as asgi.",
         ),
         click.Option(["--process"], default="web", help="The PRODUCTION_PROCESSES key to read."),
         click.Option(["--health-path"], default=defaults.HEALTH_PATH, help="Liveness path, answered outside Django."),
@@ -293,7 +296,10 @@ class Setting:
 
 
 def cli_default(param: click.Parameter) -> Any:
-    """The default of uvicorn's own CLI, with click's "unset" marker as None (or () for lists)."""
+    """The default of uvicorn's own CLI, with click's "unset" marker as None (or () for lists).
+
+    click 8.5 marks an unset default with an instance of its private ``Sentinel`` class, recognised by
+    name; click is capped at the minor version tested (pyproject.toml)."""
     default = param.default
     if default is None or type(default).__name__ == "Sentinel":
         return () if getattr(param, "multiple", False) else None

@@ -23,6 +23,9 @@ from djserve.config.layers import (
 from djserve.config.model import Effective, KitConfig, Layer, Problem, Value
 from djserve.config.options import SETTINGS, Setting
 
+# Interfaces that may route sync views to the WSGI handler: hybrid, and auto until the app is imported.
+ROUTED = frozenset({"hybrid", "auto"})
+
 
 def _convert(value: Value) -> Any:
     converted = value.setting.convert(value.raw)
@@ -50,12 +53,10 @@ def _pick(setting: Setting, layers: Sequence[Layer]) -> Any:
     return setting.default
 
 
-def _django_layer(environ: Mapping[str, str], process: str, app_dir: str) -> tuple[Layer, Any]:
+def _django_layer(environ: Mapping[str, str], process: str) -> tuple[Layer, Any]:
     module = environ.get("DJANGO_SETTINGS_MODULE")
     if not module:
         return Layer(), None
-    if app_dir not in sys.path:
-        sys.path.insert(0, app_dir)  # as uvicorn does with --app-dir; "" is the working directory
     django_settings, problem = discovery.load_settings(module)
     if problem:
         return Layer(problems=[problem]), None
@@ -71,9 +72,10 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
     path = config_path(environ)
     upper = [from_file(path) if path else Layer(), from_environ(environ, files), from_cli(args)]
     preset = _pick(SETTINGS["preset"], upper)
-    django, django_settings = _django_layer(
-        environ, _pick(SETTINGS["process"], upper), _pick(SETTINGS["app_dir"], upper)
-    )
+    app_dir = _pick(SETTINGS["app_dir"], upper)
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)  # as uvicorn does with --app-dir; "" is the working directory
+    django, django_settings = _django_layer(environ, _pick(SETTINGS["process"], upper))
 
     config = KitConfig({n: Effective(s.default, "default", f"{n} (default)", s.secret) for n, s in SETTINGS.items()})
     for layer in (presets.layer(preset), django, *upper):
@@ -89,8 +91,9 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
             )
 
     module = environ.get("DJANGO_SETTINGS_MODULE")
-    hybrid = config["interface"] == "hybrid"
-    if hybrid and not module:
+    # hybrid, and auto until the app is imported, may serve sync views through the WSGI handler.
+    routes = config["interface"] in ROUTED
+    if config["interface"] == "hybrid" and not module:
         config.problems.append(
             Problem(
                 discovery.SETTINGS_WHERE,
@@ -100,14 +103,14 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
         )
     elif config["app"] is None:
         if django_settings is not None and module:
-            kind = "asgi" if hybrid else config["interface"]
-            spec, source, where = discovery.default_app(kind, django_settings, module, fallback=hybrid)
+            kind = "asgi" if routes else config["interface"]
+            spec, source, where = discovery.default_app(kind, django_settings, module, fallback=routes)
             config.values["app"] = Effective(spec, source, where)
         elif not module:
             config.problems.append(
                 Problem("app (default)", "no app to serve: set DJANGO_SETTINGS_MODULE, or DJSERVE_APP")
             )
-    if hybrid and django_settings is not None and module:
+    if routes and django_settings is not None and module:
         spec, source, where = discovery.default_app("wsgi", django_settings, module, fallback=True)
         config.wsgi_app = Effective(spec, source, where)
     config.problems += rules.check(config)
@@ -117,17 +120,42 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
 def import_apps(config: KitConfig) -> None:
     """Import the app now, so a missing one is a configuration error rather than a worker crash.
 
-    Hybrid mode imports both sides: the configured app serves async views and WebSockets, the WSGI app
-    sync views.
+    ``auto`` is resolved here, from the app itself (``discovery.routing``). Hybrid imports both sides:
+    the configured app serves async views and WebSockets, the WSGI app sync views.
     """
     if config["app"] is None or any(p.where == discovery.SETTINGS_WHERE for p in config.problems):
+        if config["interface"] == "auto" and config["app"] is None:
+            effective = config.values["interface"]
+            config.values["interface"] = Effective("asgi", f"auto ({effective.source}): no app", effective.where)
         return  # the settings problem already says why the app cannot import
-    hybrid = config["interface"] == "hybrid"
-    apps = [(config["app"], "asgi" if hybrid else config["interface"], config.where("app"), config["factory"])]
-    if config.wsgi_app is not None:
-        apps.append((config.wsgi_app.value, "wsgi", config.wsgi_app.where, False))
-    for spec, kind, where, factory in apps:
+    interface = config["interface"]
+    spec, where = config["app"], config.where("app")
+    try:
+        app = project.load_app(spec, "asgi" if interface in ROUTED else interface, factory=config["factory"])
+    except project.AppNotFound as error:
+        config.problems.append(Problem(where, str(error)))
+        return
+    if interface in ROUTED:
+        _route(config, discovery.routing(app, spec, routable=config.wsgi_app is not None))
+    if config["interface"] == "hybrid" and config.wsgi_app is not None:
         try:
-            project.load_app(spec, kind, factory=factory)
+            project.load_app(config.wsgi_app.value, "wsgi")
         except project.AppNotFound as error:
-            config.problems.append(Problem(where, str(error)))
+            config.problems.append(Problem(config.wsgi_app.where, str(error)))
+    else:
+        config.wsgi_app = None
+
+
+def _route(config: KitConfig, routing: discovery.Routing) -> None:
+    """``auto`` becomes hybrid or asgi, with the reason as its source; an explicit hybrid is kept, and
+    warned about when sync views would skip what the project's ASGI app adds."""
+    effective = config.values["interface"]
+    if effective.value == "auto":
+        chosen = "hybrid" if routing.hybrid_is_safe else "asgi"
+        config.values["interface"] = Effective(chosen, f"auto ({effective.source}): {routing.reason}", effective.where)
+        config.notices.append(f"interface auto: {chosen}, because {routing.reason}")
+    elif not routing.hybrid_is_safe:
+        config.warnings.append(
+            f"interface hybrid ({effective.where}): {routing.reason}; serve them through it with "
+            "interface asgi or auto, or wrap wsgi.py the same way"
+        )
