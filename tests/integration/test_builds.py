@@ -200,7 +200,11 @@ def test_wsgi_only_project_serves_under_the_preset_defaults(
     container = start_container("djserve-userproject:it-wsgi-only", env=USER_ENV)
     container.wait_healthy()
     config = json.loads(container.exec("djserve", "config", "--json").stdout)
-    assert config["interface"] == {"value": "hybrid", "source": "preset:production"}
+    # The preset's `auto` finds Django's own handler in place of the missing asgi.py, so it serves hybrid.
+    assert config["interface"] == {
+        "value": "hybrid",
+        "source": "auto (preset:production): django.core.asgi:get_asgi_application is Django's own handler",
+    }
     assert http_get(container.url("/")).body.startswith(b"Welcome to the shop")
     assert http_get(container.url("/items")).json() == {"items": ["teapot", "kettle", "cup"]}
     assert http_get(container.url("/static/admin/css/base.css")).status == 200
