@@ -256,7 +256,7 @@ def test_proxy_preset_serves_and_probes_through_the_nginx_sidecar() -> None:
         ),
         (
             {"preset": "websocket", "interface": "wsgi"},
-            "preset websocket needs interface asgi or hybrid",
+            "preset websocket needs interface auto, asgi or hybrid",
         ),
         (
             {
