@@ -34,6 +34,7 @@ import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -623,6 +624,8 @@ class Deliberate:
     applies: Callable[[str, Case, Target], bool]  # (djserve server, request, the reference it is compared with)
     seen: Callable[[Seen, Case], None] | None = None  # edits the reference's echo answer into ours
     instead: bool = False  # the reference is wrong as a whole: compare with Django's ASGI handler under uvicorn
+    as_if: Case | None = None  # ours answers as the reference answers this request
+    refused: HTTPStatus | None = None  # ours refuses the request itself, with this status, and closes
 
 
 def url_scheme(seen: Seen, sent: Case) -> None:
@@ -648,6 +651,14 @@ def joined(seen: Seen, sent: Case) -> None:
 
 def underscore_dropped(seen: Seen, sent: Case) -> None:
     seen["headers"]["HTTP_X_CUSTOM"] = "real"
+
+
+def trimmed(seen: Seen, sent: Case) -> None:
+    seen["headers"]["HTTP_X_SPACES"] = "padded"
+
+
+def trailers_dropped(seen: Seen, sent: Case) -> None:
+    del seen["headers"]["HTTP_X_SUM"]
 
 
 def path_bytes_kept(seen: Seen, sent: Case) -> None:
@@ -716,6 +727,29 @@ DELIBERATE = [
         lambda server, sent, reference: bridged(server, sent) and sent.name.startswith("not-utf8-path"),
         path_bytes_kept,
     ),
+    Deliberate(
+        "RFC 9112 §5.1: whitespace around a field value is not part of it; httptools keeps the trailing part.",
+        lambda server, sent, reference: sent.name.startswith("meta-headers"),
+        trimmed,
+    ),
+    Deliberate(
+        "RFC 9110 §6.5.1: trailer fields are never merged into the header section. The references hand them to "
+        "the view as headers, so a client could send Host or X-Remote-User after the body.",
+        lambda server, sent, reference: sent.name == "chunked-trailers",
+        trailers_dropped,
+    ),
+    Deliberate(
+        "RFC 9112 §3.2.2: with the absolute form, the target's authority is the request's host and Host is "
+        "ignored; the references keep Host. Ours answers as they do when other.example is the Host.",
+        lambda server, sent, reference: sent.name == "absolute-form-other-host",
+        as_if=case("absolute-form-as-origin-form", "GET", "/echo", ("Host", "other.example")),
+    ),
+    Deliberate(
+        "RFC 9112 §3.2: a server responds 400 to a request with more than one Host field. The references join "
+        "them and leave the refusal to ALLOWED_HOSTS, which a project that allows both names never makes.",
+        lambda server, sent, reference: sent.name == "duplicate-host",
+        refused=HTTPStatus.BAD_REQUEST,
+    ),
 ]
 
 # The ASGI reference for each root path: where the WSGI one is wrong as a whole, ours is compared with it.
@@ -740,11 +774,26 @@ def edited(response: Response, sent: Case, edits: list[Callable[[Seen, Case], No
     return with_body(response, json.dumps(seen, sort_keys=True, indent=1).encode())  # as the echo view writes it
 
 
+def refusal(status: HTTPStatus) -> Answer:
+    """djserve's own refusal of a request it will not pass on: plain text, then the connection closes."""
+    body = f"{status.phrase}\n".encode()
+    headers = (
+        ("connection", "close"),
+        ("content-length", str(len(body))),
+        ("content-type", "text/plain; charset=utf-8"),
+    )
+    return Answer((Response(f"HTTP/1.1 {status.value} {status.phrase}", headers, body),), then="closed")
+
+
 def expected(server: str, sent: Case, answers: Callable[[Target, Case], Answer]) -> Answer:
     """The reference's answer to ``sent``, or the ASGI reference's, with the edits that apply to ``server``."""
     reference = reference_for(server, sent)
-    edits = [d.seen for d in DELIBERATE if d.seen is not None and d.applies(server, sent, reference)]
-    found = answers(reference, sent)
+    applied = [d for d in DELIBERATE if d.applies(server, sent, reference)]
+    for deliberate in applied:
+        if deliberate.refused is not None:
+            return refusal(deliberate.refused)
+    edits = [d.seen for d in applied if d.seen is not None]
+    found = answers(reference, next((d.as_if for d in applied if d.as_if is not None), sent))
     return replace(found, responses=tuple(edited(r, sent, edits) for r in found.responses))
 
 
