@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 
 from djserve import defaults
 
-from conftest import djserve, environment, free_port, get, printed_command
+from conftest import djserve, environment, free_port, get, printed_command, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 1.5  # --header-timeout in these tests
@@ -236,9 +236,7 @@ def test_probes_answer_while_limit_concurrency_is_saturated(site: Path, serve: A
     slow = [threading.Thread(target=get, args=(server.url("/slow"),), kwargs={"timeout": 20}) for _ in range(2)]
     for thread in slow:
         thread.start()
-    deadline = time.monotonic() + 15
-    while len(list(site.glob("arrived-*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)  # until both slow requests are in flight
+    wait_until(lambda: len(list(site.glob("arrived-*"))) == 2, 15, "both slow requests to be in flight")
     try:
         assert get(server.url("/-/health")) == (200, b"ok\n")
         assert get(server.url("/-/ready")) == (200, b"ready\n")
@@ -249,10 +247,7 @@ def test_probes_answer_while_limit_concurrency_is_saturated(site: Path, serve: A
         for sock in idle:
             sock.close()
     # Django finishes a request (signals, closing) just after the client has its response.
-    deadline = time.monotonic() + 5
-    while get(server.url("/fast"))[0] != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert get(server.url("/fast"))[0] == 200
+    wait_until(lambda: get(server.url("/fast"))[0] == 200, 5, "the concurrency gate to let a request through")
 
 
 def test_probes_answer_on_the_bare_path_and_under_root_path(serve: Any) -> None:
