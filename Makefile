@@ -22,10 +22,11 @@ $(VENV)/.installed: requirements/*.txt entrypoint/pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e entrypoint
 	touch $@
 
-lint: venv ## ruff, mypy --strict, and the import contracts of the package's layout (entrypoint/pyproject.toml).
+lint: venv ## ruff, mypy --strict, the import contracts of the package's layout (entrypoint/pyproject.toml), the docs' links.
 	ruff check entrypoint tests bench python docker
 	ruff format --check entrypoint tests/unit
 	cd entrypoint && mypy src && lint-imports
+	ruff check docs && python docs/links.py
 
 unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
 	pytest -q tests/unit

@@ -1,20 +1,33 @@
 """The images' HEALTHCHECK: GET djserve's health path on the local port, healthy on 200.
 
-Plain http.client, so no HTTP(S)_PROXY variable of the container can route the probe elsewhere and
-nothing beyond the standard library is imported every interval. The port and path are read from the
-environment as djserve reads them (UVICORN_PORT before PORT; DJSERVE_HEALTH_PATH) with djserve's
-defaults; a port set only in a mounted config file needs its own HEALTHCHECK. The probes answer on
-their bare path under any root_path, so UVICORN_ROOT_PATH needs no handling here.
+It runs every few seconds, so it imports only the standard library and ``djserve.defaults``, which is
+stdlib-only and imports nothing (not the settings registry, which loads click and uvicorn). The port
+and path come from the container's environment under the names djserve reads them by (the first one
+set wins, as in ``djserve.config.options.SETTINGS``; ``tests/unit/test_healthcheck.py`` compares the
+two lists), else from djserve's defaults. A port or path set only in a mounted settings file, a
+``<VAR>_FILE`` or ``PRODUCTION_PROCESSES`` needs a HEALTHCHECK of its own. The probes answer on their
+bare path under any root_path, so UVICORN_ROOT_PATH needs no handling here.
+
+Plain http.client, so no HTTP(S)_PROXY variable of the container can route the probe elsewhere.
 """
 
 import http.client
 import os
 import sys
 
+from djserve import defaults
+
+PORT_VARIABLES = ("UVICORN_PORT", "PORT")
+HEALTH_PATH_VARIABLES = ("DJSERVE_HEALTH_PATH",)
+
+
+def first_set(names: tuple[str, ...]) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
+
 
 def main() -> int:
-    port = int(os.environ.get("UVICORN_PORT") or os.environ.get("PORT") or 8000)
-    path = os.environ.get("DJSERVE_HEALTH_PATH") or "/-/health"
+    port = int(first_set(PORT_VARIABLES) or defaults.PORT)
+    path = first_set(HEALTH_PATH_VARIABLES) or defaults.HEALTH_PATH
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
     try:
         connection.request("GET", path)

@@ -3,6 +3,7 @@ metrics and the extension values."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -11,10 +12,11 @@ from typing import Any
 
 import helm_python
 import pytest
+import yaml
 from djserve.config import presets
 from djserve.config.options import PRESETS, SETTINGS
 from djserve.serve import draining
-from helmchart import CHART, CI_VALUES, load_values, render
+from helmchart import CHART, CI_VALUES, ROOT, load_values, render
 
 CONFIG_FILE = "/etc/djserve/djserve.toml"
 PROXY = {"preset": "proxy", "nginx": {"enabled": True}}
@@ -254,7 +256,7 @@ def test_proxy_preset_serves_and_probes_through_the_nginx_sidecar() -> None:
         ),
         (
             {"preset": "websocket", "interface": "wsgi"},
-            "preset websocket needs interface asgi or hybrid",
+            "preset websocket needs interface auto, asgi or hybrid",
         ),
         (
             {
@@ -682,6 +684,41 @@ def _seconds(text: str) -> float:
     found = re.fullmatch(r"(\d+)s", text)
     assert found, text
     return float(found[1])
+
+
+def test_nginx_config_is_the_file_compose_mounts_with_the_values_filled_in() -> None:
+    """One nginx configuration: the staging stack mounts files/nginx.conf, the chart renders it."""
+    source = CHART / "files" / "nginx.conf"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+        "nginx"
+    ]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in compose["volumes"]}
+    config = mounted[f"./{source.relative_to(ROOT)}"]
+    assert compose["command"][:3] == ["nginx", "-c", config]
+    rendered = render(PROXY).one("ConfigMap", "demo-djserve-nginx")["data"][
+        "nginx.conf"
+    ]
+    changed = [
+        line
+        for line in difflib.ndiff(
+            source.read_text().splitlines(), rendered.splitlines()
+        )
+        if line[:2] in ("- ", "+ ")
+    ]
+    # With the default values the chart changes only where nginx listens and whose scheme it believes:
+    # compose's second port stands for a TLS-terminating load balancer, which the chart has not.
+    assert sorted(changed) == sorted(
+        [
+            "-     # chart: edge",
+            "-     map $server_port $forwarded_proto {",
+            "-         8443 https;",
+            "+     map $scheme $forwarded_proto {",
+            "-     # chart: end",
+            "-         # chart: listen",
+            "-         listen 8443;",
+            "-         # chart: end",
+        ]
+    )
 
 
 def test_nginx_holds_ten_thousand_connections_within_its_file_limit() -> None:

@@ -32,7 +32,28 @@ from uvicorn.main import main as uvicorn_command
 
 CONFIG_FILE = "/etc/djserve/djserve.toml"
 ALLOWED_HOST = "shop.example.com"
-SECRETS = {"demo-django": {"secret-key": "render-then-run-" + uuid.uuid4().hex}}
+# Objects the installer creates before the release, as they would exist in the cluster: Secrets that
+# secretFiles name, and ConfigMaps that extraVolumes name.
+SECRETS = {
+    "demo-django": {"secret-key": "render-then-run-" + uuid.uuid4().hex},
+    # As `kubectl create secret --from-file` stores a file: with its trailing newline.
+    "demo-database": {"url": "sqlite:////tmp/migrated.sqlite3\n"},
+}
+# A project whose settings read the plain variables only, as most do: no <NAME>_FILE of its own.
+PLAIN_ENV_SETTINGS = """
+import os
+
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["DATABASE_URL"].removeprefix("sqlite:///"),
+    }
+}
+USE_TZ = True
+"""
+CONFIG_MAPS = {"plain-env-project": {"plain_env_settings.py": PLAIN_ENV_SETTINGS}}
 COMMON: dict[str, Any] = {
     "djserve": {"log_format": "json"},
     "env": {"DJANGO_ALLOWED_HOSTS": ALLOWED_HOST},
@@ -60,17 +81,18 @@ def require_image(reference: str) -> None:
 
 @dataclass
 class Pod:
-    """The rendered Deployment's pod, run container by container in one network namespace."""
+    """The rendered Deployment's (or Job's) pod, run container by container in one network namespace."""
 
     rendered: Rendered
     workdir: Path
+    workload: str = "Deployment"
     prefix: str = field(default_factory=lambda: f"helm-run-{uuid.uuid4().hex[:8]}")
     started: list[str] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.rendered.one("Deployment")["spec"]["template"][
+        spec: dict[str, Any] = self.rendered.one(self.workload)["spec"]["template"][
             "spec"
         ]
         return spec
@@ -93,9 +115,11 @@ class Pod:
             source = self.workdir / f"{container['name']}-{mount['name']}"
             source.mkdir()
             if "configMap" in volume:
-                data = self.rendered.one("ConfigMap", volume["configMap"]["name"])[
-                    "data"
-                ]
+                name = volume["configMap"]["name"]
+                data = (
+                    CONFIG_MAPS.get(name)
+                    or self.rendered.one("ConfigMap", name)["data"]
+                )
                 for key, text in data.items():
                     (source / key).write_text(text)
             elif "secret" in volume:
@@ -531,3 +555,50 @@ def test_extended_pod_runs_as_rendered(pod_factory: Any) -> None:
     effective = json.loads(docker("exec", name, "djserve", "config", "--json"))
     assert effective["interface"]["source"] != f"file:{CONFIG_FILE}"
     assert_config_comes_from_the_configmap(pod, "app")
+
+
+def test_migration_job_reads_secret_files_as_plain_variables(tmp_path: Path) -> None:
+    """The Job's command is passed through by djserve, which first turns every secretFiles entry's
+    <NAME>_FILE into <NAME>: a project that reads only DATABASE_URL migrates."""
+    values = {
+        **COMMON,
+        "image": {
+            "repository": "djserve-demo",
+            "tag": "production",
+            "pullPolicy": "Never",
+        },
+        "migrations": {"only": True},
+        "env": {
+            "DJANGO_SETTINGS_MODULE": "plain_env_settings",
+            "PYTHONPATH": "/srv/project",
+        },
+        "secretFiles": [
+            *COMMON["secretFiles"],
+            {"env": "DATABASE_URL", "secretName": "demo-database", "key": "url"},
+        ],
+        "extraVolumes": [
+            {"name": "project", "configMap": {"name": "plain-env-project"}}
+        ],
+        "extraVolumeMounts": [
+            {"name": "project", "mountPath": "/srv/project", "readOnly": True}
+        ],
+    }
+    require_image("djserve-demo:production")
+    tmp_path.chmod(0o755)
+    job = Pod(render(values), tmp_path, workload="Job")
+    migrate = job.container("migrate")
+    env = {e["name"] for e in migrate["env"]}
+    # Only the files' paths are in the spec, never the values.
+    assert {"DATABASE_URL_FILE", "DJANGO_SECRET_KEY_FILE"} <= env
+    assert not {"DATABASE_URL", "DJANGO_SECRET_KEY"} & env
+    try:
+        name = job.run("migrate")
+        code = int(docker("wait", name, timeout=120))
+        logs = subprocess.run(
+            ["docker", "logs", name], capture_output=True, text=True, check=False
+        )
+    finally:
+        job.remove()
+    output = logs.stdout + logs.stderr
+    assert code == 0, output
+    assert "Applying auth.0001_initial... OK" in output

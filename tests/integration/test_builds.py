@@ -1,4 +1,5 @@
-"""Building images: lint, no CA left in a layer, offline from the wheelhouse, a user's project on top."""
+"""Building images: lint, no CA left in a layer, the official python images' own tests, offline from the
+wheelhouse, a user's project on top."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import DEMO_ENV, REPO, Container, StartContainer, docker, http_get
+from harness import DEMO_ENV, HARDENED, REPO, Container, StartContainer, docker, http_get
 
 CA_BUNDLE = Path(os.environ.get("CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n(.+?)\n-----END CERTIFICATE-----", re.DOTALL)
@@ -69,6 +70,49 @@ def test_the_build_ca_bundle_is_in_no_layer() -> None:
         tail = window[-overlap:]
     assert save.wait(timeout=120) == 0
     assert found == set()
+
+
+# The offline tests that docker-library/official-images (test/config.sh) runs on every python image,
+# rewritten from its test/tests/python-*/container.py. The images start from the official python image
+# or from the Debian stand-in for it (docker/base/python.Dockerfile), and either must pass them. Left
+# out: python-no-pyc, deliberately, because the images compile their bytecode at build time for a
+# read-only root; python-hy and python-pip-requests-ssl, which install from PyPI.
+OFFICIAL_PYTHON_TESTS = {
+    # Every optional stdlib extension the official build has; Debian ships dbm.gnu apart (python3-gdbm).
+    "python-imports": """
+import bz2, curses, dbm.gnu, lzma, readline, zlib
+data = b"the official images' round trip"
+for codec in (bz2, lzma, zlib):
+    assert codec.decompress(codec.compress(data)) == data, codec
+""",
+    "python-sqlite3": """
+import sqlite3
+db = sqlite3.connect(":memory:", timeout=1, detect_types=sqlite3.PARSE_DECLTYPES, isolation_level=None)
+db.execute("CREATE TABLE t (id INT, txt TEXT)")
+db.execute("INSERT INTO t VALUES (?, ?)", (42, "row"))
+assert db.execute("SELECT * FROM t").fetchall() == [(42, "row")]
+""",
+    # A thread's stack holds Python's whole recursion limit instead of crashing the process.
+    "python-stack-size": """
+import threading
+def deeper(depth):
+    try:
+        deeper(depth + 1)
+    except RecursionError:
+        pass
+thread = threading.Thread(target=deeper, args=(1,))
+thread.start()
+thread.join()
+""",
+}
+
+
+@pytest.mark.parametrize("image", ["djserve:production", "djserve-demo:production"])
+@pytest.mark.parametrize("test", OFFICIAL_PYTHON_TESTS)
+def test_image_passes_the_official_python_image_tests(image: str, test: str) -> None:
+    # As users run a command in the image: through its entrypoint, on a read-only root.
+    result = docker("run", "--rm", *HARDENED, image, "python", "-c", OFFICIAL_PYTHON_TESTS[test], check=False)
+    assert result.returncode == 0, f"{test} in {image}: {result.stderr}"
 
 
 @pytest.fixture
@@ -156,7 +200,11 @@ def test_wsgi_only_project_serves_under_the_preset_defaults(
     container = start_container("djserve-userproject:it-wsgi-only", env=USER_ENV)
     container.wait_healthy()
     config = json.loads(container.exec("djserve", "config", "--json").stdout)
-    assert config["interface"] == {"value": "hybrid", "source": "preset:production"}
+    # The preset's `auto` finds Django's own handler in place of the missing asgi.py, so it serves hybrid.
+    assert config["interface"] == {
+        "value": "hybrid",
+        "source": "auto (preset:production): django.core.asgi:get_asgi_application is Django's own handler",
+    }
     assert http_get(container.url("/")).body.startswith(b"Welcome to the shop")
     assert http_get(container.url("/items")).json() == {"items": ["teapot", "kettle", "cup"]}
     assert http_get(container.url("/static/admin/css/base.css")).status == 200

@@ -333,8 +333,8 @@ def value(server: Server | Logged, name: str, **labels: str) -> float:
 
 
 @contextlib.contextmanager
-def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[None]:
-    """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once it answers health."""
+def printed_command(line: str, cwd: Path, port: int, ready: str = "/-/health", **env: str) -> Iterator[None]:
+    """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once `ready` answers 200."""
     bin_dir = Path(sys.executable).parent
     process = subprocess.Popen(
         ["sh", "-c", line],
@@ -345,11 +345,13 @@ def printed_command(line: str, cwd: Path, port: int, **env: str) -> Iterator[Non
         start_new_session=True,
     )
     try:
-        wait_until_answers(f"http://127.0.0.1:{port}/-/health", 20, process)
+        wait_until_answers(f"http://127.0.0.1:{port}{ready}", 20, process)
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # already ended by a wait that gave up
+            os.killpg(process.pid, signal.SIGTERM)
+        if process.returncode is None:
+            process.communicate(timeout=20)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,7 +20,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import djserve, environment, free_port, get, printed_command
+from djserve import defaults
+
+from conftest import djserve, environment, free_port, get, printed_command, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 1.5  # --header-timeout in these tests
@@ -234,9 +236,7 @@ def test_probes_answer_while_limit_concurrency_is_saturated(site: Path, serve: A
     slow = [threading.Thread(target=get, args=(server.url("/slow"),), kwargs={"timeout": 20}) for _ in range(2)]
     for thread in slow:
         thread.start()
-    deadline = time.monotonic() + 15
-    while len(list(site.glob("arrived-*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)  # until both slow requests are in flight
+    wait_until(lambda: len(list(site.glob("arrived-*"))) == 2, 15, "both slow requests to be in flight")
     try:
         assert get(server.url("/-/health")) == (200, b"ok\n")
         assert get(server.url("/-/ready")) == (200, b"ready\n")
@@ -247,10 +247,7 @@ def test_probes_answer_while_limit_concurrency_is_saturated(site: Path, serve: A
         for sock in idle:
             sock.close()
     # Django finishes a request (signals, closing) just after the client has its response.
-    deadline = time.monotonic() + 5
-    while get(server.url("/fast"))[0] != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert get(server.url("/fast"))[0] == 200
+    wait_until(lambda: get(server.url("/fast"))[0] == 200, 5, "the concurrency gate to let a request through")
 
 
 def test_probes_answer_on_the_bare_path_and_under_root_path(serve: Any) -> None:
@@ -355,3 +352,42 @@ def test_printed_command_serves_with_djserves_protocols_and_limits(site: Path) -
     ):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
         assert status(read_until_closed(sock)) == 413
+
+
+HEADERS_APP = """
+async def app(scope, receive, send):
+    while (await receive()).get("more_body"):
+        pass
+    body = b"".join(b"%s: %s\\n" % field for field in scope["headers"])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize("protocol", ["HttpToolsProtocol", "H11Protocol"])
+def test_plain_uvicorn_with_djserves_protocol_serves_and_limits_without_djserves_environment(
+    tmp_path: Path, protocol: str
+) -> None:
+    """``uvicorn --http djserve.protocols:...`` run by hand: the declared defaults apply (every request got 500)."""
+    (tmp_path / "app.py").write_text(HEADERS_APP)
+    port = free_port()
+    line = f"uvicorn --http djserve.protocols:{protocol} --host 127.0.0.1 --port {port} app:app"
+
+    def exchange(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(request)
+            return read_until_closed(sock)
+
+    with printed_command(line, tmp_path, port):
+        code, body = get(f"http://127.0.0.1:{port}/")
+        assert code == 200 and b"host: 127.0.0.1:%d\n" % port in body
+        too_long = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (defaults.MAX_BODY_BYTES + 1)
+        assert status(exchange(too_long)) == 413
+        assert status(exchange(HEAD + b"X-Big: " + b"a" * defaults.MAX_HEADER_BYTES + b"\r\n\r\n")) == 431
+        assert status(exchange(HEAD + b"Host: b\r\n\r\n")) == 400
+        trailers = b"0\r\nHost: evil.example\r\nX-Remote-User: admin\r\n\r\n"
+        response = exchange(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + trailers
+        )
+        assert status(response) == 200
+        assert response.endswith(b"\r\n\r\nhost: a\ntransfer-encoding: chunked\nconnection: close\n")

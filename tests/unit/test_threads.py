@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from conftest import djserve, get
+from conftest import djserve, get, wait_until
 
 SETTINGS = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
 
@@ -103,9 +103,7 @@ def test_threads_and_their_db_connections_are_reused_across_requests(views: Path
 def test_a_task_that_outlives_its_request_fails_loudly_and_the_worker_keeps_serving(views: Path, serve: Any) -> None:
     server = serve(DJSERVE_THREADS="1")
     assert get(server.url("/spawn")) == (200, b"spawned")
-    deadline = time.monotonic() + 20
-    while get(server.url("/late")) != (200, b"1") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: get(server.url("/late")) == (200, b"1"), 20, "the late task to run")
     assert get(server.url("/ident"))[0] == 200
     code, err = server.stop()
     assert code == 0, err
@@ -140,9 +138,7 @@ def test_websockets_do_not_take_a_thread_from_http_requests(views: Path, serve: 
     ws_url = f"ws://127.0.0.1:{server.port}/ws"
     with ThreadPoolExecutor(1) as pool:
         held = pool.submit(get, server.url("/hold"), None, 40)
-        deadline = time.monotonic() + 20
-        while not (views / "held").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until((views / "held").exists, 20, "the request to hold the only thread")
         # The only thread is now busy with that request.
         with connect(ws_url, open_timeout=10) as socket:
             socket.send("hello")

@@ -174,7 +174,7 @@ or the kubelet's SIGKILL cuts requests that uvicorn was still finishing.
 {{- fail (printf "nginx.port and uvicorn's port are both %d: they share the pod's network" (int64 .Values.nginx.port)) }}
 {{- end }}
 {{- if and (eq .Values.preset "websocket") (eq .Values.interface "wsgi") }}
-{{- fail "preset websocket needs interface asgi or hybrid: WebSockets do not exist under WSGI" }}
+{{- fail "preset websocket needs interface auto, asgi or hybrid: WebSockets do not exist under WSGI" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not (include "djserve.metricsOn" .)) }}
 {{- fail "metrics.serviceMonitor.enabled needs djserve's metrics: djserve.metrics is false" }}

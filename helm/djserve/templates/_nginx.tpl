@@ -1,98 +1,64 @@
 {{/*
-The sidecar's nginx.conf. The root file system is read-only, so the pid file and every temp path live
-in the /tmp emptyDir; nginx runs as the pod's non-root user and listens on an unprivileged port.
-
-Each worker process holds 10,240 connections: 10,000 clients, idle, slow or trickling, and their
-requests in flight to uvicorn (each takes a second connection, upstream). A connection is a file
-descriptor, and so is a buffered body's temp file: worker_rlimit_nofile raises the soft limit above
-worker_connections, as a non-root process may up to the runtime's hard limit (containerd and CRI-O:
-524288 or more). For more clients, raise nginx.workerProcesses with the nginx CPU limit.
-Clients are cut off before djserve's own deadlines would (header_timeout 10 s): a slow or silent
-client costs nginx a little memory, never a uvicorn connection.
+The sidecar's nginx.conf: files/nginx.conf, the one nginx configuration of the project (the compose
+staging stack mounts it as it is), with what the values set. Each directive below must occur exactly
+once in the file, and each marked region ("# chart: NAME" to "# chart: end") once, or the render
+fails: a change to the file cannot silently keep the file's value in the chart.
 */}}
 {{- define "djserve.nginxConf" -}}
-daemon off;
-worker_processes {{ .Values.nginx.workerProcesses }};
-worker_rlimit_nofile 16384;
-pid /tmp/nginx.pid;
-error_log stderr warn;
+{{- $conf := .Files.Get "files/nginx.conf" }}
+{{- $directives := dict
+    "worker_processes" (int64 .Values.nginx.workerProcesses)
+    "client_max_body_size" (include "djserve.maxBodyBytes" .)
+    "server" (printf "127.0.0.1:%s" (include "djserve.appPort" .))
+    "proxy_read_timeout" (printf "%ds" (int64 .Values.nginx.proxyTimeoutSeconds))
+    "proxy_send_timeout" (printf "%ds" (int64 .Values.nginx.proxyTimeoutSeconds)) }}
+{{- range $name, $value := $directives }}
+{{- $pattern := printf `(?m)^(\s*%s)\s[^;{]*;` $name }}
+{{- if ne (len (regexFindAll $pattern $conf -1)) 1 }}
+{{- fail (printf "files/nginx.conf must have one %s directive for the chart to set" $name) }}
+{{- end }}
+{{- $conf = regexReplaceAll $pattern $conf (printf "${1} %v;" $value) }}
+{{- end }}
+{{- $regions := dict
+    "edge" (include "djserve.nginxEdge" . | trim)
+    "listen" (printf "listen %d;" (int64 .Values.nginx.port)) }}
+{{- range $name, $text := $regions }}
+{{- $found := regexFindAll (printf `(?ms)^ *# chart: %s\n.*?^ *# chart: end\n` $name) $conf -1 }}
+{{- if ne (len $found) 1 }}
+{{- fail (printf "files/nginx.conf must have one region '# chart: %s' to '# chart: end' for the chart to fill" $name) }}
+{{- end }}
+{{- $indent := regexFind "^ *" (first $found) }}
+{{- /* replace, not regexReplaceAll: nginx's $variables in the text are no group references. */}}
+{{- $conf = replace (first $found) (printf "%s\n" (indent (len $indent) $text)) $conf }}
+{{- end }}
+{{- trimSuffix "\n" $conf }}
+{{- end }}
 
-events {
-    worker_connections 10240;
-}
-
-http {
-    access_log off;
-    server_tokens off;
-    client_body_temp_path /tmp/client_body;
-    proxy_temp_path /tmp/proxy;
-    fastcgi_temp_path /tmp/fastcgi;
-    uwsgi_temp_path /tmp/uwsgi;
-    scgi_temp_path /tmp/scgi;
-    # djserve's max_body_bytes (0: no limit in either), so nginx answers 413 before buffering a body
-    # that djserve would refuse.
-    client_max_body_size {{ include "djserve.maxBodyBytes" . }};
-    client_header_timeout 5s;
-    client_body_timeout 10s;
-    send_timeout 10s;
-    # Longer than the idle timeout of the proxies in front (ingress-nginx's upstream keep-alive and
-    # cloud load balancers' 60 s), so they close an idle connection first and never reuse one that
-    # nginx is closing.
-    keepalive_timeout 75s;
-    # A timed-out connection is reset, so its buffers are freed at once instead of lingering.
-    reset_timedout_connection on;
-
-    {{- with .Values.nginx.realIpFrom }}
-
-    # The client address and scheme come from the proxies in front only when they are trusted.
+{{/*
+The client's address and scheme for X-Forwarded-For and X-Forwarded-Proto ($forwarded_proto): nginx's
+own peer and scheme, or with nginx.realIpFrom what the trusted proxies in front send, from them only.
+*/}}
+{{- define "djserve.nginxEdge" -}}
+{{- with .Values.nginx.realIpFrom -}}
+{{- range . }}
+set_real_ip_from {{ . }};
+{{- end }}
+real_ip_header X-Forwarded-For;
+real_ip_recursive on;
+geo $realip_remote_addr $from_trusted_proxy {
+    default 0;
     {{- range . }}
-    set_real_ip_from {{ . }};
+    {{ . }} 1;
     {{- end }}
-    real_ip_header X-Forwarded-For;
-    real_ip_recursive on;
-    geo $realip_remote_addr $from_trusted_proxy {
-        default 0;
-        {{- range . }}
-        {{ . }} 1;
-        {{- end }}
-    }
-    map "$from_trusted_proxy:$http_x_forwarded_proto" $forwarded_proto {
-        default $scheme;
-        "1:https" https;
-        "1:http" http;
-    }
-    {{- end }}
-
-    map $http_upgrade $connection_upgrade {
-        default upgrade;
-        "" "";
-    }
-
-    upstream djserve {
-        server 127.0.0.1:{{ include "djserve.appPort" . }};
-        keepalive 16;
-        # Idle upstream connections close here first, before uvicorn's keep-alive (75 s) ends them.
-        keepalive_timeout 60s;
-    }
-
-    server {
-        listen {{ .Values.nginx.port }};
-
-        location = /-/nginx-health {
-            return 200 "ok\n";
-        }
-
-        location / {
-            proxy_pass http://djserve;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto {{ if .Values.nginx.realIpFrom }}$forwarded_proto{{ else }}$scheme{{ end }};
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout {{ .Values.nginx.proxyTimeoutSeconds }}s;
-            proxy_send_timeout {{ .Values.nginx.proxyTimeoutSeconds }}s;
-        }
-    }
 }
+map "$from_trusted_proxy:$http_x_forwarded_proto" $forwarded_proto {
+    default $scheme;
+    "1:https" https;
+    "1:http" http;
+}
+{{- else -}}
+map $scheme $forwarded_proto {
+    default $scheme;
+}
+{{- end }}
 {{- end }}

@@ -227,9 +227,16 @@ def _kit_params() -> list[click.Parameter]:
         click.Option(
             ["--metrics-path"], default=defaults.METRICS_PATH, help="Prometheus metrics, answered outside Django."
         ),
-        click.Option(["--log-format"], type=click.Choice(["text", "json"]), default="text"),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(["text", "json"]),
+            default="text",
+            help="uvicorn's text, or one JSON object per line for every logger.",
+        ),
         click.Option(["--wait-for"], type=HostPorts(), default=(), help="host:port,... to wait for."),
-        click.Option(["--wait-timeout"], type=click.FloatRange(min=0), default=30.0, help="Seconds."),
+        click.Option(
+            ["--wait-timeout"], type=click.FloatRange(min=0), default=30.0, help="Seconds to wait for wait_for in all."
+        ),
         click.Option(["--migrate/--no-migrate"], default=False, help="Run migrations before serving."),
         click.Option(["--collectstatic/--no-collectstatic"], default=False, help="Collect static files."),
         click.Option(["--prestart"], type=click.Path(dir_okay=False), help="Script to run before serving."),

@@ -47,7 +47,7 @@ def check(config: KitConfig) -> list[Problem]:
     if config["interface"] == "wsgi" and config["preset"] == "websocket":
         problem(
             "interface",
-            f"the websocket preset needs asgi or hybrid; WSGI has no WebSockets ({config.where('preset')})",
+            f"the websocket preset needs auto, asgi or hybrid; WSGI has no WebSockets ({config.where('preset')})",
         )
     if (
         config["proxy_headers"]

@@ -1,23 +1,47 @@
 """djserve's HTTP protocols: uvicorn's httptools and h11 protocols, bounded against hostile clients.
 
 uvicorn takes its ``--http`` protocol as an import path, so these subclasses are selected, not patched
-in (see ``djserve.config.uvicorn_args.http_protocol``). Each connection gets:
+in (see ``djserve.config.uvicorn_args.http_protocol``). Each connection gets, with either parser alike
+(where the RFCs allow either answer, as to obsolete line folding, each parser keeps its own; the
+corpus in tests/unit/test_protocols.py lists them)
 
 - a deadline for the request head (``header_timeout``), from connecting or from the previous response
   (then at least ``timeout_keep_alive``): 408 if the client sent part of a head, else a plain close.
   uvicorn has none, and its keep-alive timer stops at the first byte, so a client trickling a header
   kept a connection forever;
-- a bound on the head (``max_header_bytes``), counted as bytes arrive and before the parser sees them,
-  so a worker's memory stays bounded whatever a client sends, and on its fields (``max_headers``): 431;
+- a bound on the head (``max_header_bytes``, or uvicorn's ``h11_max_incomplete_event_size`` when that
+  is smaller, for either parser), counted as bytes arrive and before the parser sees them, so a
+  worker's memory stays bounded whatever a client sends, and on its fields (``max_headers``): 431.
+  Chunk framing and trailer fields are bounded the same way (httptools buffers a trailer field whole);
 - a bound on the body (``max_body_bytes``): 413 for a Content-Length over it before any body byte is
   read and before the app is called; a chunked body is cut off at the limit;
+- the refusals the RFCs require of a server, where a parser lets the request through:
+
+  - a request target with a fragment, or in no form a server accepts (the authority form is a
+    proxy's, for CONNECT): 400 (RFC 9112 3.2);
+  - ``*`` as the target of anything but OPTIONS: 400 (RFC 9112 3.2.4);
+  - the absolute form (``GET http://host/path``) is served as its origin form ``/path``, with the
+    target's authority as ``Host`` (RFC 9112 3.2.2); userinfo in it or an empty host: 400
+    (RFC 9110 4.2.4, 4.2.1);
+  - no ``Host`` in an HTTP/1.1 request, more than one, or one that is not a URI host: 400
+    (RFC 9112 3.2);
+  - ``Content-Length`` with ``Transfer-Encoding``: 400 (RFC 9112 6.1, a request-smuggling vector);
+    a transfer coding other than ``chunked`` alone: 400 (RFC 9112 6.1, 6.3); a ``Content-Length`` that
+    is not one decimal number: 400 (RFC 9112 6.3);
+  - a body whose framing turns out malformed, after the app has the request: 400 unless the response
+    has started, and the app's ``receive()`` says disconnected. uvicorn sent its 400 regardless, then
+    the app's answer raised in h11 (or went out as a second answer with httptools);
+
+- field values without leading and trailing whitespace (RFC 9112 5.1), and trailer fields discarded,
+  never merged into the request's headers (RFC 9110 6.5.1: a client could send ``Host`` as a trailer);
 - ``limit_concurrency`` counting HTTP requests in flight, with the probe paths exempt. uvicorn counts
   open connections (idle keep-alive and WebSockets included) and answered health checks 503.
 
 A refusal is answered with ``Connection: close``; the connection then reads and discards for a moment
-before closing, so that the client reads the answer instead of a reset (nginx's lingering close).
+before closing, so that the client reads the answer instead of a reset (nginx's lingering close). A
+malformed head that the parser itself rejects keeps uvicorn's answer: 400 and close.
 
-These classes read state of uvicorn 0.54's protocols (``cycle``, ``headers``, ``app``,
+These classes read state of uvicorn 0.54's protocols (``cycle``, ``headers``, ``url``, ``app``,
 ``limit_concurrency``, ``conn``, ``parser``), which is why uvicorn is pinned to that minor version.
 """
 
@@ -27,6 +51,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 from array import array
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -46,6 +71,11 @@ from djserve.handoff import WorkerConfig
 # Seconds a refused connection keeps reading (and dropping) what the client still sends.
 LINGER_SECONDS = 2.0
 
+# RFC 9110 4.2.1 / RFC 3986 3.2.2: uri-host [ ":" port ], the host an IP literal or a reg-name.
+HOST = re.compile(rb"(?:\[[A-Za-z0-9._~!$&'()*+,;=:-]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
+# RFC 9112 3.2.2: the absolute form of an http or https target, split into its authority and the rest.
+ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)(.*)", re.IGNORECASE | re.DOTALL)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -55,24 +85,18 @@ class Limits:
     max_body_bytes: int
 
     @classmethod
-    def of(cls, worker: WorkerConfig) -> Limits:
-        return cls(worker.header_timeout, worker.max_header_bytes, worker.max_headers, worker.max_body_bytes)
+    def of(cls, worker: WorkerConfig, config: Config) -> Limits:
+        """The worker's limits; uvicorn's ``h11_max_incomplete_event_size`` bounds the head too when smaller."""
+        head = worker.max_header_bytes
+        if config.h11_max_incomplete_event_size is not None:
+            head = min(head, config.h11_max_incomplete_event_size)
+        return cls(worker.header_timeout, head, worker.max_headers, worker.max_body_bytes)
 
 
 @functools.cache
 def worker_config() -> WorkerConfig:
     """This worker's hand-off; a plain uvicorn run without djserve's variables gets the declared defaults."""
     return WorkerConfig.from_environ(os.environ)
-
-
-@functools.cache
-def limits() -> Limits:
-    return Limits.of(worker_config())
-
-
-@functools.cache
-def exempt_paths() -> frozenset[str]:
-    return probe_paths(worker_config())
 
 
 class Refused(Exception):
@@ -84,11 +108,71 @@ class Refused(Exception):
         self.reason = reason
 
 
+def bad_request(reason: str) -> Refused:
+    return Refused(HTTPStatus.BAD_REQUEST, reason)
+
+
+def origin_form(method: bytes, target: bytes) -> tuple[bytes, bytes | None]:
+    """The target to serve and, for the absolute form, the authority that replaces ``Host``."""
+    if b"#" in target:
+        raise bad_request("a fragment in the request target (RFC 9112 3.2)")
+    if target.startswith(b"/"):
+        return target, None
+    if target == b"*":
+        if method == b"OPTIONS":
+            return target, None
+        raise bad_request("* as the target of a method other than OPTIONS (RFC 9112 3.2.4)")
+    absolute = ABSOLUTE_FORM.fullmatch(target)
+    if absolute is None:
+        raise bad_request("a request target in no form a server accepts (RFC 9112 3.2)")
+    authority, rest = absolute.groups()
+    if b"@" in authority:
+        raise bad_request("userinfo in the request target (RFC 9110 4.2.4)")
+    if not authority or authority.startswith(b":") or not HOST.fullmatch(authority):
+        raise bad_request("no valid host in the request target (RFC 9110 4.2.1)")
+    if not rest:  # an empty path is "/", or the server itself for OPTIONS (RFC 9112 3.2.1, 3.2.4)
+        rest = b"*" if method == b"OPTIONS" else b"/"
+    elif rest.startswith(b"?"):
+        rest = b"/" + rest
+    return rest, authority
+
+
+def check_host(http_version: str, headers: list[tuple[bytes, bytes]], authority: bytes | None) -> None:
+    """RFC 9112 3.2: one valid ``Host`` (required from HTTP/1.1); the absolute form's authority replaces it."""
+    hosts = [index for index, (name, _) in enumerate(headers) if name == b"host"]
+    if len(hosts) > 1:
+        raise bad_request("more than one Host field (RFC 9112 3.2)")
+    if not hosts and http_version not in ("0.9", "1.0"):
+        raise bad_request("no Host field in an HTTP/1.1 request (RFC 9112 3.2)")
+    if hosts and not HOST.fullmatch(headers[hosts[0]][1]):
+        raise bad_request("a Host field that is not a URI host (RFC 9112 3.2)")
+    if authority is not None:
+        if hosts:
+            headers[hosts[0]] = (b"host", authority)
+        else:
+            headers.append((b"host", authority))
+
+
 def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.strip().isdigit():
-            return int(value)
-    return None
+    """The body's declared length, None for a chunked body or none; refuses framing a proxy may read otherwise."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+    ]
+    if codings:
+        if lengths:
+            raise bad_request("both Content-Length and Transfer-Encoding (RFC 9112 6.1)")
+        if codings != [b"chunked"]:
+            # RFC 9112 6.3: 400 unless chunked is the final coding; 400 too for the codings before it, as
+            # h11 answers (the SHOULD of 501 in RFC 9112 6.1 would differ between the parsers).
+            raise bad_request("a transfer coding other than chunked alone (RFC 9112 6.1, 6.3)")
+        return None
+    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+        raise bad_request("a Content-Length that is not one decimal number (RFC 9112 6.3)")
+    return int(lengths[0]) if lengths else None
 
 
 def error_response(status: HTTPStatus, default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -100,7 +184,7 @@ def error_response(status: HTTPStatus, default_headers: list[tuple[bytes, bytes]
 
 
 class _Guard(asyncio.Protocol):
-    """The deadline and limits, shared by both parsers; each subclass reports its parser's events."""
+    """The deadline, limits and refusals, shared by both parsers; each subclass reports its parser's events."""
 
     # Set by uvicorn's protocol classes, which follow this one in the method resolution order.
     config: Config
@@ -113,11 +197,15 @@ class _Guard(asyncio.Protocol):
     limit_concurrency: int | None
     cycle: Any
 
-    def _guard(self) -> None:
-        self.limits = limits()
+    def _guard(self, worker: WorkerConfig | None) -> None:
+        """``worker`` is the hand-off to enforce; None reads this worker's from the environment."""
+        worker = worker or worker_config()
+        self.limits = Limits.of(worker, self.config)
+        self.exempt_paths = probe_paths(worker)
         self.head_pending = True  # waiting for a complete request head
         self.head_bytes = 0  # bytes received towards that head
         self.body_bytes = 0
+        self.framing_bytes = 0  # bytes received since the body's last byte: chunk framing and trailers
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
         # uvicorn swaps in its 503 app when open connections or tasks reach the limit; this class
@@ -127,16 +215,19 @@ class _Guard(asyncio.Protocol):
         self.downstream = self.app
         self.app = self._admit
 
-    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app uvicorn runs for each request: probes always, others within ``limit_concurrency``."""
-        if probe_path(scope, exempt_paths()) is not None:
-            await self.downstream(scope, receive, send)
-        elif self.concurrency is not None and capacity.HTTP_REQUESTS.value >= self.concurrency:
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> object:
+        """The app uvicorn runs for each request: probes always, others within ``limit_concurrency``.
+
+        It returns what the app returns, so that uvicorn still reports an app that returns a value.
+        """
+        if probe_path(scope, self.exempt_paths) is not None:
+            return await self.downstream(scope, receive, send)
+        if self.concurrency is not None and capacity.HTTP_REQUESTS.value >= self.concurrency:
             self.logger.warning("Exceeded concurrency limit.")
             await service_unavailable(scope, receive, send)  # type: ignore[arg-type]
-        else:
-            with capacity.HTTP_REQUESTS:
-                await self.downstream(scope, receive, send)
+            return None
+        with capacity.HTTP_REQUESTS:
+            return await self.downstream(scope, receive, send)
 
     # Connection events
 
@@ -165,7 +256,18 @@ class _Guard(asyncio.Protocol):
                     self.data_received(data[room:])
                 return
             self.head_bytes += len(data)
+            self._receive(data)
+            return
+        body_bytes = self.body_bytes
         self._receive(data)
+        if self.head_pending or self.refused or self.transport.is_closing():
+            return
+        # Reads that bring no body byte carry chunk framing or trailer fields: bounded like a head.
+        self.framing_bytes = self.framing_bytes + len(data) if self.body_bytes == body_bytes else 0
+        if self.framing_bytes > self.limits.max_header_bytes:
+            self._refuse(
+                Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "chunk framing or trailers over max_header_bytes")
+            )
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -175,15 +277,23 @@ class _Guard(asyncio.Protocol):
 
     # Parser events, reported by the subclasses
 
-    def _head_complete(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.head_pending = False
+    def _head_complete(
+        self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
+    ) -> bytes:
+        """Check a complete head; returns the target to serve, and rewrites ``headers`` in place."""
         self._disarm()
-        self.body_bytes = 0
         if len(headers) > self.limits.max_headers:
             raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "more header fields than max_headers")
+        target, authority = origin_form(method, target)
+        check_host(http_version, headers, authority)
         length = content_length(headers)
         if length is not None and length > self.limits.max_body_bytes:
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Content-Length over max_body_bytes")
+        # From here on a refusal is about this request, whose app may be running.
+        self.head_pending = False
+        self.body_bytes = 0
+        self.framing_bytes = 0
+        return target
 
     def _body_received(self, size: int) -> None:
         self.body_bytes += size
@@ -238,10 +348,10 @@ class _Guard(asyncio.Protocol):
         self._disarm()
         self.refused = True
         cycle = self.cycle
-        answered = False
+        # While a head is pending, the cycle is an earlier request's: answered once it completed.
+        answered = cycle is not None and cycle.response_started and not (self.head_pending and cycle.response_complete)
         if cycle is not None and not cycle.response_complete:
             # The app is running: from now on its receive() says disconnected and its sends are dropped.
-            answered = cycle.response_started
             cycle.disconnected = True
             cycle.message_event.set()
         if not answered:
@@ -265,15 +375,26 @@ except ImportError:  # uvicorn without its [standard] extra: only the h11 protoc
 else:
 
     class _Parser(httptools.HttpRequestParser):
-        """httptools reports an exception raised in a callback as a parser error; this raises a refusal as is."""
+        """httptools' parser, raising djserve's refusals as they are.
+
+        httptools reports an exception raised in a callback as a parser error; and uvicorn answers a
+        parser error with its own 400 even when the app already has the request, so an error in the
+        body is refused here, like one that the limits find.
+        """
+
+        def __init__(self, protocol: _Guard) -> None:
+            super().__init__(protocol)
+            self.protocol = protocol
 
         def feed_data(self, data: bytes | bytearray | memoryview | array[int]) -> None:
             try:
                 super().feed_data(data)
-            except httptools.HttpParserCallbackError as error:
+            except httptools.HttpParserError as error:
                 if isinstance(error.__context__, Refused):
                     raise error.__context__ from None
-                raise
+                if self.protocol.head_pending:
+                    raise
+                raise bad_request(f"malformed body ({error})") from None
 
     class HttpToolsProtocol(_Guard, httptools_impl.HttpToolsProtocol):
         def __init__(
@@ -282,20 +403,26 @@ else:
             server_state: ServerState,
             app_state: dict[str, Any],
             _loop: asyncio.AbstractEventLoop | None = None,
+            worker: WorkerConfig | None = None,
         ) -> None:
             super().__init__(config, server_state, app_state, _loop)
             self.parser = _Parser(self)
             # As uvicorn sets it on its own parser: answer the first of pipelined requests after a close.
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-            self._guard()
+            self._guard(worker)
 
         def on_header(self, name: bytes, value: bytes) -> None:
+            if not self.head_pending:
+                return  # a trailer field: never merged into the headers the app reads (RFC 9110 6.5.1)
             if len(self.headers) >= self.limits.max_headers:
                 raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "more header fields than max_headers")
-            super().on_header(name, value)
+            # llhttp keeps the whitespace after a value; it is not part of it (RFC 9112 5.1), as with h11.
+            super().on_header(name, value.strip(b" \t"))
 
         def on_headers_complete(self) -> None:
-            self._head_complete(self.headers)
+            self.url = self._head_complete(
+                self.parser.get_method(), self.url, self.parser.get_http_version(), self.headers
+            )
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
@@ -312,16 +439,24 @@ else:
 
 
 class _Connection(h11.Connection):
-    """h11's connection, reporting each event from the client to the protocol before uvicorn sees it."""
+    """h11's connection, reporting each event from the client to the protocol before uvicorn sees it.
+
+    uvicorn answers h11's protocol errors with its own 400 even when the app already has the request
+    (then the app's response fails, and the client got 500), so an error in the body is refused here.
+    """
 
     def __init__(self, protocol: H11Protocol, max_incomplete_event_size: int) -> None:
         super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
         self.protocol = protocol
 
     def next_event(self) -> Any:
-        event = super().next_event()
-        self.protocol.inspect(event)
-        return event
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as error:
+            if self.protocol.head_pending:
+                raise
+            raise Refused(HTTPStatus(error.error_status_hint), f"malformed body ({error})") from None
+        return self.protocol.inspect(event)
 
 
 class H11Protocol(_Guard, h11_impl.H11Protocol):
@@ -331,19 +466,27 @@ class H11Protocol(_Guard, h11_impl.H11Protocol):
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        worker: WorkerConfig | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._guard()
-        # h11 buffers an incomplete head up to this size itself; the head limit is djserve's.
+        self._guard(worker)
+        # h11 buffers an incomplete head (or chunk header, or trailers) up to this size itself.
         self.conn = _Connection(self, self.limits.max_header_bytes)
 
-    def inspect(self, event: Any) -> None:
+    def inspect(self, event: Any) -> Any:
+        """Check an event from the client; returns the event uvicorn is to see."""
         if isinstance(event, h11.Request):
-            self._head_complete(list(event.headers))
+            headers = list(event.headers)
+            version = event.http_version.decode()
+            target = self._head_complete(event.method, event.target, version, headers)
+            if target != event.target:
+                # The absolute form: uvicorn serves the target as it is, so it gets the origin form.
+                return h11.Request(method=event.method, target=target, headers=headers, http_version=version)
         elif isinstance(event, h11.Data):
             self._body_received(len(event.data))
         elif isinstance(event, h11.EndOfMessage):
             self._message_complete()
+        return event
 
     def handle_events(self) -> None:
         # Also run after a response completes, for pipelined requests: a refusal is answered here too.
