@@ -7,15 +7,17 @@ import contextlib
 import http.client
 import os
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websockets
 
-from conftest import djserve, free_port, get, samples, value
+from conftest import Logged, djserve, free_port, get, samples, value
 
 VIEWS = """
 import os, time
@@ -163,3 +165,110 @@ def test_metrics_answer_on_the_bare_path_and_under_root_path(serve: Any) -> None
         status, body = get(server.url(path))
         assert status == 200, path
         assert b"djserve_worker_starts_total" in body
+
+
+def labelled(server: Logged, name: str, label: str) -> set[str]:
+    """The values of ``label`` over the series of metric ``name``."""
+    return {dict(labels)[label] for found, labels in samples(server) if found == name}
+
+
+def test_the_sizing_metrics_add_up_over_two_workers(site: Path, tmp_path: Path, logged: Callable[..., Logged]) -> None:
+    with_views(site)
+    pidfile = tmp_path / "slow.pid"
+    server = logged(workers=2, DJSERVE_PRESET="production", SLOW_PIDFILE=str(pidfile))
+    workers = sorted(server.workers())
+    # Each worker's own memory, one series per live worker and kind.
+    found = samples(server)
+    memory = {key: number for key, number in found.items() if key[0] == "djserve_worker_memory_bytes"}
+    assert {(dict(labels)["pid"], dict(labels)["kind"]) for _, labels in memory} == {
+        (str(pid), kind) for pid in workers for kind in ("uss", "pss")
+    }
+    assert all(number > 0 for number in memory.values())
+    # Pool threads: four slow requests hold four threads, whichever workers they reach; each waited once.
+    holders = [threading.Thread(target=lost_request, args=(server.url("/slow?seconds=3"),)) for _ in range(4)]
+    for holder in holders:
+        holder.start()
+    eventually(lambda: value(server, "djserve_threads_busy") == 4, 10)
+    for holder in holders:
+        holder.join()
+    eventually(lambda: value(server, "djserve_threads_busy") == 0, 10)
+    answered = value(server, "djserve_requests_total", method="GET", status="200")
+    assert value(server, "djserve_thread_wait_seconds_count") == answered == 4
+    # Why workers were replaced: every reason is there from the start, at 0, and a killed worker counts.
+    reasons = {"exited", "killed", "stuck", "max_requests", "max_memory", "max_lifetime"}
+    assert labelled(server, "djserve_worker_restarts_total", "reason") == reasons
+    os.kill(workers[0], signal.SIGKILL)
+    eventually(lambda: value(server, "djserve_worker_restarts_total", reason="killed") == 1, 10)
+    eventually(lambda: str(workers[0]) not in labelled(server, "djserve_worker_memory_bytes", "pid"), 10)
+
+
+UPLOAD = """
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+@csrf_exempt
+def upload(request):
+    return HttpResponse(str(sum(f.size for f in request.FILES.values())))
+
+urlpatterns.append(path("upload", upload))
+"""
+
+
+@pytest.fixture
+def small_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs, the temporary directory of the server under test (root only)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def upload(server: Logged, size: int) -> int:
+    boundary = "djserve"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="f.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + os.urandom(size)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_a_full_tmp_fails_the_upload_and_kills_no_worker(
+    site: Path, small_tmp: Path, logged: Callable[..., Logged]
+) -> None:
+    """prometheus_client's files are mapped into memory: on a full filesystem a new series or a new worker's
+    file is a SIGBUS. They live apart from the temporary directory that uploads fill (/dev/shm)."""
+    urls = site / "mysite" / "urls.py"
+    urls.write_text(urls.read_text() + UPLOAD)
+    server = logged(workers=1, DJSERVE_PRESET="production", TMPDIR=str(small_tmp))
+    assert upload(server, 1 << 20) == 200
+    assert 400 <= upload(server, 6 << 20) < 600  # it cannot be spooled: an answer, not a dead connection
+    fill = os.open(small_tmp / "fill", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while True:
+            os.write(fill, bytes(1 << 16))
+    os.close(fill)
+    assert 400 <= upload(server, 1 << 20) < 600
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):  # new series
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request(method, "/missing")
+        assert connection.getresponse().status == 404
+        connection.close()
+    (worker,) = server.workers()
+    os.kill(worker, signal.SIGKILL)  # its replacement creates its files
+    eventually(lambda: server.answers() and worker not in server.workers(), 10)
+    eventually(lambda: value(server, "djserve_requests_total", method="PATCH", status="404") == 1, 10)
+    assert "SIGBUS" not in server.text()
+    assert value(server, "djserve_worker_restarts_total", reason="killed") == 1

@@ -32,12 +32,29 @@ from pathlib import Path
 from djserve.defaults import METRICS_DIRECTORY_VARIABLE as DIRECTORY
 from djserve.metrics_files import DEAD, MERGED_KINDS, locked
 
+SHARED_MEMORY = "/dev/shm"
 _dead: list[int] = []  # workers whose files are still to be renamed
+
+
+def home() -> str | None:
+    """Where the metrics go when the user names no directory: away from request bodies if possible.
+
+    prometheus_client writes through ``mmap`` into files it grows as series appear, and a page it cannot
+    get on a full filesystem is a SIGBUS that kills the worker, and every replacement after it. Uploads
+    fill the temporary directory (``/tmp``); ``/dev/shm`` is another tmpfs in every Docker and Kubernetes
+    container, writable under a read-only root, that requests never write to. None: the temporary
+    directory, when ``/dev/shm`` is missing, read-only, or the same filesystem.
+    """
+    try:
+        apart = os.stat(SHARED_MEMORY).st_dev != os.stat(tempfile.gettempdir()).st_dev
+    except OSError:
+        return None
+    return SHARED_MEMORY if apart and os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None
 
 
 def reserve(environ: MutableMapping[str, str] = os.environ) -> str | OSError:
     """Before the validating child: the directory for this run, the user's ``PROMETHEUS_MULTIPROC_DIR`` or
-    a fresh one under the temporary directory (the container's tmpfs), removed when this process exits.
+    a fresh one (see ``home``), removed when this process exits.
 
     It is not in the environment yet: the child puts it there with ``use`` once metrics are known to be
     on. An error is returned, for the child to report if they are.
@@ -45,7 +62,7 @@ def reserve(environ: MutableMapping[str, str] = os.environ) -> str | OSError:
     if environ.get(DIRECTORY):
         return environ[DIRECTORY]
     try:
-        path = tempfile.mkdtemp(prefix="djserve-metrics-")
+        path = tempfile.mkdtemp(prefix="djserve-metrics-", dir=home())
     except OSError as error:
         return error
     atexit.register(shutil.rmtree, path, ignore_errors=True)  # the serving process's exit; no child runs it
