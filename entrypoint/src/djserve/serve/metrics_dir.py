@@ -46,7 +46,7 @@ def home() -> str | None:
     directory, when ``/dev/shm`` is missing, read-only, or the same filesystem.
     """
     try:
-        apart = os.stat(SHARED_MEMORY).st_dev != os.stat(tempfile.gettempdir()).st_dev
+        apart = Path(SHARED_MEMORY).stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev
     except OSError:
         return None
     return SHARED_MEMORY if apart and os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None

@@ -530,7 +530,9 @@ class Supervisor(Multiprocess):
         if self.scheduled:
             self.scheduled.pop()
             return
-        worker = next(w for w in reversed(self.processes) if not w.retired and w.replaces is None)
+        worker = next((w for w in reversed(self.processes) if not w.retired and w.replaces is None), None)
+        if worker is None:
+            return
         if worker.successor is not None:  # its successor serves on in its place
             worker.successor.replaces, worker.successor = None, None
         worker.retired = True
