@@ -47,6 +47,7 @@ logger = logging.getLogger("djserve")
 # Why the worker a new one replaces ended (djserve.serve.supervisor): on its own (exit code), by a signal
 # it did not ask for, stuck, or recycled at a limit.
 RESTART_REASONS = ("exited", "killed", "stuck", "max_requests", "max_memory", "max_lifetime")
+SCRAPE_TRIES = 3
 MEMORY_EVERY = 5.0  # seconds between two reads of a worker's own memory
 # A request waits for a thread for microseconds when threads suffice; the upper buckets say they do not.
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -175,6 +176,14 @@ def exposition() -> tuple[bytes, str]:
     fold_dead_workers(directory)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    for _ in range(SCRAPE_TRIES - 1):
+        try:
+            with locked(directory, fcntl.LOCK_SH):
+                return generate_latest(registry), CONTENT_TYPE_LATEST
+        except struct.error:
+            # prometheus_client 0.26 creates a value file empty, then sizes it: a worker starting now
+            # shows an empty file for a few microseconds, which its reader cannot parse.
+            time.sleep(0.01)
     with locked(directory, fcntl.LOCK_SH):
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
