@@ -303,3 +303,33 @@ def test_nginx_closes_a_connection_without_a_request_head_within_5_seconds(stack
         closed_after = time.monotonic() - started
     # nginx's client_header_timeout (5 s), well before djserve's own header_timeout behind it.
     assert 4 < closed_after < 9
+
+
+WORKER_MEMORY = re.compile(r'^djserve_worker_memory_bytes\{(?=[^}]*kind="uss")[^}]*pid="(\d+)"', re.MULTILINE)
+KILLED_RESTARTS = re.compile(r'^djserve_worker_restarts_total\{reason="killed"\} (\d+)', re.MULTILINE)
+
+
+def test_a_worker_killed_with_sigkill_is_replaced_and_counted(stack: Stack) -> None:
+    """The production preset preloads: a worker killed outright is forked anew from the preloaded process,
+    the site keeps answering, and /-/metrics says why a worker was replaced."""
+    metrics_url = stack.url(*PRODUCTION, "/-/metrics")
+
+    def metrics() -> str:
+        return http_get(metrics_url).body.decode()
+
+    wait_until(lambda: len(WORKER_MEMORY.findall(metrics())) == 2, 30, "both workers' memory in /-/metrics")
+    before = set(WORKER_MEMORY.findall(metrics()))
+    killed_before = int(next(iter(KILLED_RESTARTS.findall(metrics())), "0"))
+    victim = sorted(before)[0]
+    kill = f"import os, signal; os.kill({victim}, signal.SIGKILL)"
+    assert stack.exec("web", "python", "-c", kill).returncode == 0
+    for _ in range(20):  # the other worker answers while the victim is replaced
+        assert http_get(stack.url(*PRODUCTION, "/sync")).status == 200
+
+    def replaced() -> bool:
+        found = metrics()
+        pids = set(WORKER_MEMORY.findall(found))
+        killed = int(next(iter(KILLED_RESTARTS.findall(found)), "0"))
+        return len(pids) == 2 and victim not in pids and killed == killed_before + 1
+
+    wait_until(replaced, 30, f"worker {victim} replaced and counted as killed")

@@ -728,6 +728,13 @@ DELIBERATE = [
         path_bytes_kept,
     ),
     Deliberate(
+        "PEP 3333 and RFC 9112 §6.3: a body longer than the Content-Length the app set is cut to that length, as "
+        "gunicorn and wsgiref do, and the connection stays usable; the references send the headers, then close "
+        "with no byte of the body, so a stale Content-Length from a middleware becomes a broken download.",
+        lambda server, sent, reference: server in WSGI | HYBRID and sent.name == "length-over",  # a sync view
+        as_if=case("length-exact", "GET", "/length-exact"),
+    ),
+    Deliberate(
         "RFC 9112 §5.1: whitespace around a field value is not part of it; httptools keeps the trailing part.",
         lambda server, sent, reference: sent.name.startswith("meta-headers"),
         trimmed,

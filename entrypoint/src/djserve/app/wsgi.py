@@ -11,13 +11,19 @@ a2wsgi crossed between loop and thread about eight times a request. Here, a requ
 3. returns once, thread to loop, which sends the response start and that body;
 4. only for a streamed body (a generator, a file): the session keeps its thread, and the loop goes
    back to it for each further chunk, after the previous send returned (uvicorn's send waits for the
-   socket: backpressure), until it ends or the client leaves. ``close()`` is always called, in that
-   thread, so ``request_finished`` fires.
+   socket: backpressure), until it ends, reaches its Content-Length or the client leaves. ``close()`` is
+   always called, in that thread, so ``request_finished`` fires.
 
 The pool's threads record the worker's loop as asgiref's main event loop, so ``async_to_sync`` in a
 sync view runs on that loop. The app runs in its thread's own context, as under any WSGI server.
 An error in the app propagates to uvicorn, which answers 500 if nothing was sent yet and otherwise
 closes the connection, as gunicorn does.
+
+The app's Content-Length frames the body, as under gunicorn; the thread counts bytes as it takes them.
+A longer body is cut to that length (a stream is then closed unread), so the client gets exactly what
+was announced. A shorter one is sent as it is, and the response is left unfinished, so uvicorn closes
+the connection instead of leaving the client waiting for bytes that never come. HEAD, 204 and 304
+responses carry no body (RFC 9110 6.4.1), whatever the app returns.
 """
 
 from __future__ import annotations
@@ -40,17 +46,18 @@ from djserve.app.types import Message, Receive, Scope, Send
 IN_MEMORY: tuple[type, ...] = (type(iter([])), type(iter(())))
 # wsgi.file_wrapper reads at least this much per hand-off (Django's FileResponse asks for 4 KiB).
 FILE_BLOCK = 256 * 1024
+# Statuses whose responses have no content (RFC 9110 6.4.1); a HEAD response has none either.
+NO_CONTENT = frozenset({204, 304})
+LOGGER = logging.getLogger("djserve.wsgi")
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
 class Errors:
     """``wsgi.errors``: what the app writes there goes to the ``djserve.wsgi`` logger."""
 
-    logger = logging.getLogger("djserve.wsgi")
-
     def write(self, text: str) -> None:
         if text.strip():
-            self.logger.error(text.rstrip("\n"))
+            LOGGER.error(text.rstrip("\n"))
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -86,12 +93,16 @@ class FileWrapper:
 class Call:
     """One WSGI call: ``start_response``'s record and the rest of the body. Its methods run in the thread."""
 
-    def __init__(self, send: Send, head: bool, session: Session) -> None:
+    def __init__(self, send: Send, scope: Scope, session: Session) -> None:
         self.send = send
-        self.head = head
+        self.scope = scope
+        self.head = scope["method"] == "HEAD"
         self.session = session
         self.start: Message | None = None
         self.sent = False  # the response start went out: start_response may no longer replace it
+        self.bodyless = self.head  # nothing of the body goes out: HEAD, 204 or 304
+        self.owed: int | None = None  # bytes the Content-Length still announces; None: no Content-Length
+        self.cut = False  # the body went on past its Content-Length (logged once)
         self.iterable: Iterable[bytes] | None = None  # not yet closed
         self.iterator: Iterator[bytes] | None = None  # the rest of a streamed body
 
@@ -103,22 +114,58 @@ class Call:
             raise error
         if error is None and self.start is not None:
             raise RuntimeError("start_response called a second time without exc_info")
-        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-        self.start = {"type": "http.response.start", "status": int(status[:3]), "headers": encoded}
+        code = int(status[:3])
+        # Names lowercased, as the ASGI spec requires (Django writes Content-Type); values without the
+        # whitespace around them (RFC 9110 5.5), as gunicorn sends them: Django's Set-Cookie values start
+        # with a space, which h11 refuses.
+        encoded = [(name.lower().encode("latin-1"), value.strip(" \t").encode("latin-1")) for name, value in headers]
+        self.start = {"type": "http.response.start", "status": code, "headers": encoded}
+        self.bodyless = self.head or code in NO_CONTENT
+        self.owed = None if self.bodyless else content_length(encoded)
         return self.write
 
     def write(self, data: bytes) -> None:
         # The legacy write() callable: sent before it returns, through the worker's loop.
-        async_to_sync(self.send_body)(data, more=True)
+        if data := self.clip(data):
+            async_to_sync(self.send_body)(data, more=True)
+
+    def clip(self, data: bytes) -> bytes:
+        """``data`` cut to what the Content-Length still announces, as gunicorn does: the rest is never sent."""
+        if self.owed is None:
+            return data
+        if len(data) > self.owed:
+            if not self.cut:
+                self.cut = True
+                LOGGER.warning("%s %s: the body is longer than its Content-Length; the rest is not sent", *self.target)
+            data = data[: self.owed]
+        self.owed -= len(data)
+        return data
+
+    @property
+    def target(self) -> tuple[str, str]:
+        return self.scope["method"], self.scope["path"]
 
     async def send_body(self, data: bytes, *, more: bool) -> None:
-        """In the loop: the response start if not yet sent, then ``data`` (none for HEAD)."""
+        """In the loop: the response start if not yet sent, then ``data`` (none for a bodyless response)."""
         if not self.sent:
             if self.start is None:
                 raise RuntimeError("the WSGI app sent a body before calling start_response")
             self.sent = True
             await self.send(self.start)
-        await self.send({"type": "http.response.body", "body": b"" if self.head else data, "more_body": more})
+        await self.send({"type": "http.response.body", "body": b"" if self.bodyless else data, "more_body": more})
+
+    async def finish(self, data: bytes) -> None:
+        """In the loop: the last of the body, and the end of the response if the body was as long as announced.
+
+        A body short of its Content-Length leaves the response unfinished: uvicorn then closes the
+        connection, which tells the client the body was cut short (gunicorn's sync worker and wsgiref close
+        theirs after every response).
+        """
+        if not self.owed:
+            await self.send_body(data, more=False)
+            return
+        await self.send_body(data, more=True)
+        LOGGER.error("%s %s: the body ended %d bytes short of its Content-Length", *self.target, self.owed)
 
     def call(self, app: WSGIApplication, environ: WSGIEnvironment) -> bytes:
         """The first hand-off: run the app, and take its whole body if in memory, else its first chunk."""
@@ -126,7 +173,7 @@ class Call:
         try:
             iterator = iter(self.iterable)
             if isinstance(iterator, IN_MEMORY):
-                body = b"".join(iterator)
+                body = self.clip(b"".join(iterator))
                 self.close()
             else:
                 self.iterator = iterator
@@ -140,12 +187,16 @@ class Call:
         return body
 
     def pull(self) -> bytes:
-        """The next non-empty chunk of a streamed body; at its end, b"" and the app closed."""
+        """The next non-empty chunk of a streamed body; the app is closed at the body's end (then b"")
+        or once the Content-Length is reached, without reading further."""
         assert self.iterator is not None
         try:
             for chunk in self.iterator:
                 if chunk:
-                    return chunk
+                    taken = self.clip(chunk)
+                    if self.owed == 0:
+                        self.close()
+                    return taken
         except BaseException:
             self.close()
             raise
@@ -204,26 +255,28 @@ class WSGIBridge:
                     break
             body.seek(0)
             environ["wsgi.input"] = body
-            if size:  # a chunked body has no Content-Length, and Django reads only that many bytes
+            # The body as read: a chunked one has no Content-Length (or one that Transfer-Encoding overrides,
+            # RFC 9112 6.3), and Django reads only that many bytes.
+            if size or "CONTENT_LENGTH" in environ:
                 environ["CONTENT_LENGTH"] = str(size)
             session = self.pool.session()
             try:
-                await self.respond(Call(send, scope["method"] == "HEAD", session), environ, session, receive)
+                await self.respond(Call(send, scope, session), environ, session, receive)
             finally:
                 session.release()  # already done in the thread unless the request was cut short
 
     async def respond(self, call: Call, environ: WSGIEnvironment, session: Session, receive: Receive) -> None:
         body = await session.call(call.call, self.app, environ)
-        if call.iterator is None:
-            await call.send_body(body, more=False)
+        if call.iterator is None:  # in memory, or a stream that already ended or reached its Content-Length
+            await call.finish(body)
             return
         disconnected = asyncio.ensure_future(receive())  # the body was read: the next message is the end
         try:
-            while body and not call.head and not disconnected.done():
+            while call.iterator is not None and not call.bodyless and not disconnected.done():
                 await call.send_body(body, more=True)
                 body = await session.call(call.pull)
             if not disconnected.done():
-                await call.send_body(b"", more=False)
+                await call.finish(body)
         finally:
             disconnected.cancel()
             if call.iterable is not None:
@@ -234,20 +287,20 @@ def build_environ(scope: Scope) -> WSGIEnvironment:
     """PEP 3333's environ for an ASGI HTTP scope; paths are bytes decoded as latin-1, as CGI's are."""
     root = scope.get("root_path", "").encode()
     raw = scope.get("raw_path")
-    path = unquote_to_bytes(raw.partition(b"?")[0]) if raw else scope["path"].encode()
-    if root and path.startswith(root):
+    path = raw.partition(b"?")[0] if raw else scope["path"].encode()
+    if root and path.startswith(root):  # uvicorn puts root_path in front of both path and raw_path
         path = path[len(root) :]
-    server = scope.get("server") or ("localhost", 80)
+    if raw:
+        path = unquote_to_bytes(path)
+    scheme = scope.get("scheme", "http")
     environ: WSGIEnvironment = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": root.decode("latin-1"),
         "PATH_INFO": path.decode("latin-1"),
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_NAME": server[0],
-        "SERVER_PORT": str(server[1] or 80),
         "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.url_scheme": scheme,
         "wsgi.errors": ERRORS,
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
@@ -257,6 +310,8 @@ def build_environ(scope: Scope) -> WSGIEnvironment:
     }
     if client := scope.get("client"):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    else:  # a Unix socket: set but empty, as under gunicorn (CGI requires it)
+        environ["REMOTE_ADDR"] = ""
     for name, value in scope["headers"]:
         if b"_" in name:  # X_Forwarded_For would pass for X-Forwarded-For: dropped, as gunicorn and runserver do
             continue
@@ -267,7 +322,30 @@ def build_environ(scope: Scope) -> WSGIEnvironment:
         if key in environ:  # a repeated header: one value, as CGI has it (cookies joined as HTTP/2 does)
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
+    server = scope.get("server")
+    if server and server[1] is not None:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:  # a Unix socket has no host or port: gunicorn takes them from the Host header
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = named_server(environ.get("HTTP_HOST"), scheme)
     return environ
+
+
+def named_server(host: str | None, scheme: str) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host header; PEP 3333 wants both, never empty."""
+    name, _, port = (host or "").rpartition(":")
+    if name and port.isascii() and port.isdigit():  # and not the end of an IPv6 address: "[::1]"
+        return name, port
+    return host or "localhost", "443" if scheme == "https" else "80"
+
+
+def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """A response's Content-Length (the first, as uvicorn reads it); one that is not a number is the app's error."""
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"the WSGI app's Content-Length is not a number: {value!r}")
+            return int(value)
+    return None
 
 
 async def too_large(send: Send) -> None:

@@ -183,6 +183,11 @@ def length_over(request):
     return response
 
 
+def length_exact(request):
+    """What length_over's client should get: its first four bytes, and a Content-Length that says so."""
+    return HttpResponse(b"0123", content_type="text/plain")
+
+
 def length_under(request):
     """A body shorter than the Content-Length the view set."""
     response = HttpResponse(b"0123456789", content_type="text/plain")
@@ -244,6 +249,7 @@ urlpatterns = [
     path("cookies", cookies),
     path("headers", headers),
     path("length-over", length_over),
+    path("length-exact", length_exact),
     path("length-under", length_under),
     path("error", error),
     path("error-async", error_async),
