@@ -164,7 +164,11 @@ def _report_exits(control: socket.socket) -> None:
 def _fork(config: Config, sockets: list[socket.socket], reason: str | None, fds: list[int], own: list[int]) -> None:
     pings, stacks, lifeline = fds
     gc.freeze()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as error:  # out of memory or processes: the lifeline ends unwritten, and it is asked again
+        logger.error("cannot fork a worker: %s", error)  # noqa: TRY400 - one line: its traceback says no more
+        pid = -1
     if pid:
         for fd in fds:
             os.close(fd)

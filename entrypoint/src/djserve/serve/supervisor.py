@@ -411,15 +411,15 @@ class Supervisor(Multiprocess):
         if worker.successor is not None:  # it ended while its successor started: that one takes its place
             worker.successor.replaces = None
             return
-        if worker.pid is None:  # a fork asked of a preloaded process that died first: ask again
-            self.processes.append(self.spawn(worker.reason))
-            return
         delay = self.backoff(worker, now)
         if worker.replaces is not None:  # a successor that failed: the worker it was for serves on
             worker.replaces.successor = None
             worker.replaces.retry_at = now + delay
             return
-        reason = "stuck" if worker.killed else "killed" if (worker.exitcode or 0) < 0 else "exited"
+        if worker.pid is None:  # a fork that was never made (its preloaded process died first): ask again
+            reason = worker.reason
+        else:
+            reason = "stuck" if worker.killed else "killed" if (worker.exitcode or 0) < 0 else "exited"
         if delay:
             self.scheduled.append((now + delay, reason))
         else:
