@@ -281,6 +281,11 @@ def logged(site: Path, tmp_path: Path) -> Iterator[Callable[..., Logged]]:
 
     yield _logged
     for process in started:
+        # A stop, so that djserve removes its metrics directory; then whatever is left, killed.
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()

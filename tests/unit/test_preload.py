@@ -87,7 +87,7 @@ def postgres() -> Iterator[int]:
     log = ["-l", str(root / "log")]  # the server keeps no pipe of ours open
     subprocess.run([*pg_ctl, *log, "-o", options, "-w", "start"], check=True, capture_output=True)
     yield port
-    subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+    subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -192,8 +192,9 @@ def test_killed_workers_and_preloaded_process_are_replaced_and_serving_goes_on(
     assert get(server.url("/"))[0] == 200
 
 
-def test_kill_9_of_the_supervisor_leaves_no_worker_serving(logged: Callable[..., Logged]) -> None:
-    server = logged(workers=2, **PRODUCTION)
+def test_kill_9_of_the_supervisor_leaves_no_worker_serving(tmp_path: Path, logged: Callable[..., Logged]) -> None:
+    # Its metrics directory in the test's own: a killed supervisor cannot remove the one it creates.
+    server = logged(workers=2, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), **PRODUCTION)
     preloaded = server.preloaded()
     assert preloaded is not None
     left = [preloaded, *server.workers()]
