@@ -250,7 +250,13 @@ class WSGIBridge:
                 if size > self.max_body_bytes:
                     await too_large(send)
                     return
-                body.write(chunk)
+                try:
+                    body.write(chunk)
+                except OSError as error:  # the temporary directory is full: this request fails, the worker serves on
+                    body.close()  # what it spooled is freed before the client hears of it
+                    LOGGER.warning("%s %s: request body not spooled: %s", scope["method"], scope["path"], error)
+                    await refuse(send, 507, b"Insufficient storage for the request body\n")
+                    return
                 if not message.get("more_body", False):
                     break
             body.seek(0)
@@ -349,8 +355,11 @@ def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 async def too_large(send: Send) -> None:
-    text = b"Request body too large\n"
+    await refuse(send, 413, b"Request body too large\n")
+
+
+async def refuse(send: Send, status: int, text: bytes) -> None:
+    """Answer before the body is read whole; closing the connection leaves the rest of it unread."""
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
-    # Closing the connection leaves the rest of the body unread.
-    await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": text})
