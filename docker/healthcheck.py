@@ -3,7 +3,7 @@
 It runs every few seconds, so it imports only the standard library and ``djserve.defaults``, which is
 stdlib-only and imports nothing (not the settings registry, which loads click and uvicorn). The port
 and path come from the container's environment under the names djserve reads them by (the first one
-set wins, as in ``djserve.config.options.SETTINGS``; ``tests/unit/test_healthcheck.py`` compares the
+set wins, as in ``djserve.config.options.REGISTRY``; ``tests/unit/test_healthcheck.py`` compares the
 two lists), else from djserve's defaults. A port or path set only in a mounted settings file, a
 ``<VAR>_FILE`` or ``PRODUCTION_PROCESSES`` needs a HEALTHCHECK of its own. The probes answer on their
 bare path under any root_path, so UVICORN_ROOT_PATH needs no handling here.

@@ -14,7 +14,7 @@ import helm_python
 import pytest
 import yaml
 from djserve.config import presets
-from djserve.config.options import PRESETS, SETTINGS
+from djserve.config.options import PRESETS, REGISTRY
 from djserve.serve import draining
 from helmchart import CHART, CI_VALUES, ROOT, load_values, render
 
@@ -213,10 +213,10 @@ def test_probes_stay_on_the_bare_path_under_a_root_path() -> None:
     ):
         app = _app(values)
         assert (
-            app["livenessProbe"]["httpGet"]["path"] == SETTINGS["health_path"].default
+            app["livenessProbe"]["httpGet"]["path"] == REGISTRY["health_path"].default
         )
         assert (
-            app["readinessProbe"]["httpGet"]["path"] == SETTINGS["ready_path"].default
+            app["readinessProbe"]["httpGet"]["path"] == REGISTRY["ready_path"].default
         )
 
 
@@ -650,8 +650,8 @@ def test_service_monitor_defaults_to_djserves_metrics_path() -> None:
     monitor = render({"metrics": {"serviceMonitor": {"enabled": True}}}).one(
         "ServiceMonitor"
     )
-    assert SETTINGS["metrics"].default is True
-    assert monitor["spec"]["endpoints"][0]["path"] == SETTINGS["metrics_path"].default
+    assert REGISTRY["metrics"].default is True
+    assert monitor["spec"]["endpoints"][0]["path"] == REGISTRY["metrics_path"].default
     assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
     assert not render().all("ServiceMonitor")
 
@@ -663,7 +663,7 @@ def test_scrape_annotations_point_at_the_serving_port_and_metrics_path() -> None
         )["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == port
-        assert annotations["prometheus.io/path"] == SETTINGS["metrics_path"].default
+        assert annotations["prometheus.io/path"] == REGISTRY["metrics_path"].default
     plain = render().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert not any(key.startswith("prometheus.io/") for key in plain)
 
@@ -732,7 +732,7 @@ def test_nginx_cuts_slow_clients_off_before_djserve_does() -> None:
     directives = _nginx({})
     assert (
         _seconds(directives["client_header_timeout"])
-        < SETTINGS["header_timeout"].default
+        < REGISTRY["header_timeout"].default
     )
     assert _seconds(directives["client_body_timeout"]) <= 10
     assert _seconds(directives["send_timeout"]) <= 10
@@ -741,7 +741,7 @@ def test_nginx_cuts_slow_clients_off_before_djserve_does() -> None:
 
 
 def test_nginx_body_limit_is_djserves() -> None:
-    assert int(_nginx({})["client_max_body_size"]) == SETTINGS["max_body_bytes"].default
+    assert int(_nginx({})["client_max_body_size"]) == REGISTRY["max_body_bytes"].default
     assert _nginx(_ci("proxy-values.yaml"))["client_max_body_size"] == str(
         _ci("proxy-values.yaml")["djserve"]["max_body_bytes"]
     )
@@ -751,8 +751,8 @@ def test_nginx_body_limit_is_djserves() -> None:
 def test_probe_paths_are_djserves_defaults() -> None:
     """The chart's copies of djserve's probe paths are the package's."""
     app = _app()
-    assert app["startupProbe"]["httpGet"]["path"] == SETTINGS["health_path"].default
-    assert app["readinessProbe"]["httpGet"]["path"] == SETTINGS["ready_path"].default
+    assert app["startupProbe"]["httpGet"]["path"] == REGISTRY["health_path"].default
+    assert app["readinessProbe"]["httpGet"]["path"] == REGISTRY["ready_path"].default
 
 
 def test_pod_labels_and_annotations_win_over_common_ones() -> None:

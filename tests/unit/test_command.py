@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from uvicorn.main import main as uvicorn_main
 
 from djserve.config.command import render
-from djserve.config.options import SETTINGS, Host, Implementation, Workers
+from djserve.config.options import REGISTRY, Host, Implementation, Workers
 from djserve.config.resolve import resolve
 from djserve.config.uvicorn_args import uvicorn_options
 from djserve.defaults import REDACTED
@@ -45,7 +45,7 @@ def values_for(param: click.Parameter) -> st.SearchStrategy[str]:
     return TEXT
 
 
-UVICORN = {n: s for n, s in SETTINGS.items() if s.group == "uvicorn" and n not in ("app", "factory", "reload")}
+UVICORN = {n: s for n, s in REGISTRY.items() if s.group == "uvicorn" and n not in ("app", "factory", "reload")}
 environments = st.sets(st.sampled_from(sorted(UVICORN)), max_size=8).flatmap(
     lambda chosen: st.fixed_dictionaries({f"UVICORN_{n.upper()}": values_for(UVICORN[n].param) for n in chosen})
 )
@@ -66,7 +66,7 @@ def test_rendered_command_is_accepted_by_uvicorn(environ: dict[str, str]) -> Non
     assume(not resolved.problems)
     params = parsed(render(resolved, environ))
     for name, value in uvicorn_options(resolved).items():
-        if SETTINGS[name].secret and value is not None:
+        if REGISTRY[name].secret and value is not None:
             assert params[name] == REDACTED
         elif name in ("interface",):
             assert params[name] == "asgi3"

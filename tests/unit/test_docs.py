@@ -13,12 +13,12 @@ import click
 import pytest
 
 from djserve.config import presets
-from djserve.config.options import ENV_ALIASES, IGNORED_ENV, PRESETS, SETTINGS, Setting
+from djserve.config.options import ENV_ALIASES, IGNORED_ENV, PRESETS, REGISTRY, Setting
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 # The settings a user gives as DJSERVE_*: the kit's own, and `app`, which uvicorn has too.
-DOCUMENTED = [s for s in SETTINGS.values() if s.env[0].startswith("DJSERVE_")]
+DOCUMENTED = [s for s in REGISTRY.values() if s.env[0].startswith("DJSERVE_")]
 
 
 def load_links() -> ModuleType:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from djserve.config.options import SETTINGS
+from djserve.config.options import REGISTRY
 from djserve.handoff import WorkerConfig
 
 # Not a setting: resolved from Django's settings for hybrid (WSGI_APPLICATION, or the project's wsgi.py).
@@ -18,8 +18,8 @@ def test_every_field_is_a_setting_with_the_same_default() -> None:
     for field in dataclasses.fields(WorkerConfig):
         if field.name in DERIVED:
             continue
-        assert field.name in SETTINGS, field.name
-        expected = SETTINGS[field.name].default
+        assert field.name in REGISTRY, field.name
+        expected = REGISTRY[field.name].default
         assert getattr(WorkerConfig(), field.name) == expected, field.name
 
 

@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from djserve import defaults
-from djserve.config.options import SETTINGS
+from djserve.config.options import REGISTRY
 
 from conftest import environment, free_port
 
@@ -34,8 +34,8 @@ def load_script() -> ModuleType:
 def test_healthcheck_reads_the_variables_djserve_reads_in_its_order() -> None:
     """The script cannot afford to import the registry at every check, so it names them; here they must agree."""
     script = load_script()
-    assert SETTINGS["port"].env == script.PORT_VARIABLES
-    assert SETTINGS["health_path"].env == script.HEALTH_PATH_VARIABLES
+    assert REGISTRY["port"].env == script.PORT_VARIABLES
+    assert REGISTRY["health_path"].env == script.HEALTH_PATH_VARIABLES
 
 
 def test_healthcheck_imports_nothing_heavy() -> None:

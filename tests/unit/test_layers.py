@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from djserve.config.options import SETTINGS as SETTINGS_REGISTRY
+from djserve.config.options import REGISTRY as SETTINGS_REGISTRY
 from djserve.config.options import key_index
 
 from conftest import config, djserve, sources

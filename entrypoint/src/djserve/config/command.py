@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from djserve.config.model import KitConfig
-from djserve.config.options import SETTINGS, cli_default
+from djserve.config.options import REGISTRY, cli_default
 from djserve.config.uvicorn_args import FACTORY, uvicorn_options, worker_config
 from djserve.defaults import REDACTED
 from djserve.handoff import WorkerConfig
@@ -22,7 +22,7 @@ ALWAYS = frozenset({"workers", "forwarded_allow_ips"})
 
 
 def _flags(name: str, value: Any, *, secret: bool) -> list[str]:
-    param = SETTINGS[name].param
+    param = REGISTRY[name].param
     opt = param.opts[0]
     if getattr(param, "is_flag", False):
         if value is None:
@@ -31,7 +31,7 @@ def _flags(name: str, value: Any, *, secret: bool) -> list[str]:
         return [opt] if value else secondary[:1]
     if secret and value is not None:
         return [opt, REDACTED]
-    if SETTINGS[name].multiple:
+    if REGISTRY[name].multiple:
         return [part for item in value for part in (opt, str(item))]
     return [] if value is None else [opt, str(value)]
 
@@ -55,7 +55,7 @@ def render(config: KitConfig, environ: Mapping[str, str] = os.environ) -> str:
     for name, value in uvicorn_options(config).items():
         # An UVICORN_* variable left in the environment would otherwise win over a default.
         given = f"UVICORN_{name.upper()}" in environ
-        if value != cli_default(SETTINGS[name].param) or name in ALWAYS or given:
+        if value != cli_default(REGISTRY[name].param) or name in ALWAYS or given:
             args += _flags(name, value, secret=config.values[name].secret)
     return " ".join([*_worker_environ(config, environ), shlex.join(["uvicorn", *args, FACTORY])])
 

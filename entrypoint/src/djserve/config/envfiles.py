@@ -44,9 +44,9 @@ def is_path_variable(name: str) -> bool:
 
 @cache
 def _own_settings() -> frozenset[str]:
-    from djserve.config.options import SETTINGS
+    from djserve.config.options import REGISTRY
 
-    return frozenset(var for setting in SETTINGS.values() for var in setting.env if var.endswith(SUFFIX))
+    return frozenset(var for setting in REGISTRY.values() for var in setting.env if var.endswith(SUFFIX))
 
 
 def _is_own_setting(name: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from djserve.config.model import Layer, Problem, Value
-from djserve.config.options import IGNORED_ENV, SETTINGS, Group, did_you_mean, key_index
+from djserve.config.options import IGNORED_ENV, REGISTRY, Group, did_you_mean, key_index
 
 DEFAULT_CONFIG = Path("/etc/djserve/djserve.toml")
 
@@ -92,7 +92,7 @@ def from_environ(environ: Mapping[str, str], files: Mapping[str, str] | None = N
     files = files or {}
     layer = Layer()
     known = set(IGNORED_ENV)
-    for setting in SETTINGS.values():
+    for setting in REGISTRY.values():
         known.update(setting.env)
         known.update(f"{var}_FILE" for var in setting.env)  # reported by djserve.config.envfiles when left over
         # The first name present wins: DJSERVE_/UVICORN_ names before conventional aliases like PORT.
@@ -132,7 +132,7 @@ def from_production_processes(processes: Any, process: str) -> Layer:
         )
     else:
         where = f"{origin}['BACKEND'] (Django settings)"
-        layer.values.append(Value(SETTINGS["interface"], interface, source, where))
+        layer.values.append(Value(REGISTRY["interface"], interface, source, where))
     args = entry.get("ARGS", {})
     index = key_index("uvicorn")
     given = []
@@ -153,7 +153,7 @@ def from_production_processes(processes: Any, process: str) -> Layer:
 def serve_command() -> click.Command:
     """``djserve serve``'s options: uvicorn's own, with every value kept raw for the shared conversion."""
     params = []
-    for setting in SETTINGS.values():
+    for setting in REGISTRY.values():
         param = setting.param
         if not getattr(param, "is_flag", False):
             param = _raw(param)
@@ -176,7 +176,7 @@ def from_cli(args: Sequence[str]) -> Layer:
     layer = Layer()
     for name, raw in ctx.params.items():
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
-            setting = SETTINGS[name]
+            setting = REGISTRY[name]
             opt = setting.param.opts[0] if setting.param.opts[0].startswith("-") else name.upper()
             layer.values.append(Value(setting, raw, "cli", f"{opt} (command line)"))
     return layer

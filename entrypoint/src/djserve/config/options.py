@@ -1,4 +1,4 @@
-"""Every setting djserve knows, declared once as click parameters.
+"""The registry (``REGISTRY``) of every setting djserve knows, declared once as click parameters.
 
 uvicorn's own click command is the source of truth for its options: their names, types, choices and
 flags come from ``uvicorn.main.main``, so a new uvicorn option works here without a code change. The
@@ -349,7 +349,7 @@ def _build() -> dict[str, Setting]:
     return settings
 
 
-SETTINGS = _build()
+REGISTRY = _build()
 
 
 def spellings(param: click.Parameter) -> Iterable[tuple[str, bool]]:
@@ -366,7 +366,7 @@ def spellings(param: click.Parameter) -> Iterable[tuple[str, bool]]:
 def key_index(group: Group) -> dict[str, tuple[Setting, bool]]:
     """Map every accepted key spelling of a group to its setting and whether the key negates it."""
     index: dict[str, tuple[Setting, bool]] = {}
-    for setting in SETTINGS.values():
+    for setting in REGISTRY.values():
         if setting.group == group or setting.name in ("app", "interface"):
             for key, negated in spellings(setting.param):
                 index.setdefault(key, (setting, negated))

@@ -21,7 +21,7 @@ from djserve.config.layers import (
     from_production_processes,
 )
 from djserve.config.model import Effective, KitConfig, Layer, Problem, Value
-from djserve.config.options import SETTINGS, Setting
+from djserve.config.options import REGISTRY, Setting
 
 # Interfaces that may route sync views to the WSGI handler: hybrid, and auto until the app is imported.
 ROUTED = frozenset({"hybrid", "auto"})
@@ -71,13 +71,13 @@ def resolve(args: Sequence[str], environ: Mapping[str, str], files: Mapping[str,
     """
     path = config_path(environ)
     upper = [from_file(path) if path else Layer(), from_environ(environ, files), from_cli(args)]
-    preset = _pick(SETTINGS["preset"], upper)
-    app_dir = _pick(SETTINGS["app_dir"], upper)
+    preset = _pick(REGISTRY["preset"], upper)
+    app_dir = _pick(REGISTRY["app_dir"], upper)
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)  # as uvicorn does with --app-dir; "" is the working directory
-    django, django_settings = _django_layer(environ, _pick(SETTINGS["process"], upper))
+    django, django_settings = _django_layer(environ, _pick(REGISTRY["process"], upper))
 
-    config = KitConfig({n: Effective(s.default, "default", f"{n} (default)", s.secret) for n, s in SETTINGS.items()})
+    config = KitConfig({n: Effective(s.default, "default", f"{n} (default)", s.secret) for n, s in REGISTRY.items()})
     for layer in (presets.layer(preset), django, *upper):
         config.problems += layer.problems
         for value in layer.values:

@@ -11,7 +11,7 @@ from typing import Any
 from uvicorn.config import LOGGING_CONFIG
 
 from djserve.config.model import KitConfig
-from djserve.config.options import SETTINGS
+from djserve.config.options import REGISTRY
 from djserve.defaults import METRICS_DIRECTORY_VARIABLE
 from djserve.handoff import Launch, WorkerConfig
 from djserve.logs import JSON_CONFIG
@@ -44,7 +44,7 @@ def uvicorn_options(config: KitConfig) -> dict[str, Any]:
     """uvicorn's options as its CLI spells their values, with the kit's log format folded in."""
     options = {
         name: config[name]
-        for name, setting in SETTINGS.items()
+        for name, setting in REGISTRY.items()
         if setting.group == "uvicorn" and name not in NOT_PASSED
     }
     options["interface"] = "asgi3"  # the app uvicorn sees is djserve's ASGI wrapper, whatever Django's is
