@@ -17,15 +17,16 @@ class Proc:
     pid: int
     ppid: int
     rss_bytes: int
+    name: str  # the kernel's comm: djserve names its preloaded process and the workers forked from it
     args: str
 
 
 def processes(container: Container) -> list[Proc]:
-    lines = docker("top", container.id, "-o", "pid,ppid,rss,args").splitlines()[1:]
+    lines = docker("top", container.id, "-o", "pid,ppid,rss,comm,args").splitlines()[1:]
     procs = []
     for line in lines:
-        pid, ppid, rss_kib, args = line.split(None, 3)
-        procs.append(Proc(int(pid), int(ppid), int(rss_kib) * 1024, args))
+        pid, ppid, rss_kib, name, args = line.split(None, 4)
+        procs.append(Proc(int(pid), int(ppid), int(rss_kib) * 1024, name, args))
     return procs
 
 
@@ -34,8 +35,9 @@ def total_rss_mb(container: Container) -> float:
 
 
 def uvicorn_workers(container: Container) -> list[Proc]:
-    """Worker processes under uvicorn's supervisor, which starts each in a fresh interpreter (spawn)."""
-    return [p for p in processes(container) if "multiprocessing.spawn" in p.args]
+    """Worker processes: spawned by uvicorn's supervisor (a fresh interpreter each), or forked from
+    djserve's preloaded process, which names them."""
+    return [p for p in processes(container) if "multiprocessing.spawn" in p.args or p.name == "djserve-worker"]
 
 
 def memory_stat(container: Container) -> Path:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import websockets
 
-from conftest import Logged, djserve, free_port, get, samples, value
+from conftest import Logged, djserve, free_port, get, samples, value, wait_until
 
 VIEWS = """
 import os, time
@@ -41,13 +40,6 @@ def with_views(site: Path) -> None:
     urls.write_text(urls.read_text() + VIEWS)
 
 
-def eventually(check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.2)
-
-
 def lost_request(url: str) -> None:
     with contextlib.suppress(OSError):  # its worker is killed under it
         get(url, timeout=30)
@@ -57,7 +49,7 @@ def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_pat
     with_views(site)
     pidfile = tmp_path / "slow.pid"
     server = serve("--workers", "2", SLOW_PIDFILE=str(pidfile))
-    eventually(lambda: value(server, "djserve_worker_starts_total") == 2)
+    wait_until(lambda: value(server, "djserve_worker_starts_total") == 2, 30, "both workers to start")
 
     # Each request on a new connection; go on until both workers have answered some (bounded).
     answered: list[str] = []
@@ -67,7 +59,11 @@ def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_pat
     for _ in range(3):
         get(server.url("/-/health"))  # probes are not counted
     # A worker records a request just after its response is sent, so the last one may take a moment.
-    eventually(lambda: value(server, "djserve_requests_total", method="GET", status="200") == len(answered))
+    wait_until(
+        lambda: value(server, "djserve_requests_total", method="GET", status="200") == len(answered),
+        30,
+        "every answered request to be counted",
+    )
     # Several scrapes, so both workers answer some: each reports the total, which neither served alone.
     for _ in range(6):
         assert value(server, "djserve_requests_total", method="GET", status="200") == len(answered)
@@ -78,11 +74,11 @@ def test_two_workers_add_up_and_keep_a_killed_workers_counts(site: Path, tmp_pat
     # A request in flight on one worker, then that worker killed.
     slow = threading.Thread(target=lost_request, args=(server.url("/slow?seconds=20"),), daemon=True)
     slow.start()
-    eventually(pidfile.exists)
-    eventually(lambda: value(server, "djserve_requests_in_flight") == 1)
+    wait_until(pidfile.exists, 30, "the slow view to start")
+    wait_until(lambda: value(server, "djserve_requests_in_flight") == 1, 30, "one request in flight")
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    eventually(lambda: value(server, "djserve_worker_starts_total") == 3)
-    eventually(lambda: get(server.url("/-/ready"))[0] == 200)
+    wait_until(lambda: value(server, "djserve_worker_starts_total") == 3, 30, "the replacement worker to start")
+    wait_until(lambda: get(server.url("/-/ready"))[0] == 200, 30, "readiness")
     for _ in range(6):
         found = samples(server)
         assert found[("djserve_requests_total", frozenset({("method", "GET"), ("status", "200")}))] == len(answered)
@@ -108,10 +104,12 @@ def test_open_websockets_are_counted_while_open(site: Path, serve: Any) -> None:
     async def hold_two_open() -> None:
         url = f"ws://127.0.0.1:{server.port}/"
         async with websockets.connect(url), websockets.connect(url):
-            await asyncio.to_thread(eventually, lambda: value(server, "djserve_websockets_open") == 2)
+            await asyncio.to_thread(
+                wait_until, lambda: value(server, "djserve_websockets_open") == 2, 30, "two open WebSockets"
+            )
 
     asyncio.run(hold_two_open())
-    eventually(lambda: value(server, "djserve_websockets_open") == 0)
+    wait_until(lambda: value(server, "djserve_websockets_open") == 0, 30, "no open WebSocket")
     assert not [name for name, _ in samples(server) if name == "djserve_requests_total"]  # not HTTP requests
 
 
@@ -122,7 +120,7 @@ def test_methods_beyond_the_standard_ones_share_one_label(serve: Any) -> None:
         connection.request(method, "/missing")
         connection.getresponse().read()
         connection.close()
-    eventually(lambda: value(server, "djserve_request_duration_seconds_count") == 3)
+    wait_until(lambda: value(server, "djserve_request_duration_seconds_count") == 3, 30, "three measured requests")
     found = samples(server)
     methods = {dict(labels)["method"] for name, labels in found if name == "djserve_requests_total"}
     assert methods == {"other", "GET"}
@@ -137,10 +135,16 @@ def test_the_supervisors_directory_starts_empty(site: Path, tmp_path: Path, serv
     first.stop()
     assert list(directory.glob("*.db"))  # the first run's values, left behind
     second = serve("--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
-    eventually(lambda: value(second, "djserve_worker_starts_total") == 2)  # not 4
+    wait_until(
+        lambda: value(second, "djserve_worker_starts_total") == 2, 30, "the second server's two workers"
+    )  # not 4
     get(second.url("/missing"))
     # 1, not the first run's 3 plus 1: a count that went past 1 would never come back down.
-    eventually(lambda: value(second, "djserve_requests_total", method="GET", status="404") == 1)
+    wait_until(
+        lambda: value(second, "djserve_requests_total", method="GET", status="404") == 1,
+        30,
+        "the second server's one request",
+    )
 
 
 def test_metrics_off_leaves_the_path_to_django(serve: Any) -> None:
@@ -188,18 +192,26 @@ def test_the_sizing_metrics_add_up_over_two_workers(site: Path, tmp_path: Path, 
     holders = [threading.Thread(target=lost_request, args=(server.url("/slow?seconds=3"),)) for _ in range(4)]
     for holder in holders:
         holder.start()
-    eventually(lambda: value(server, "djserve_threads_busy") == 4, 10)
+    wait_until(lambda: value(server, "djserve_threads_busy") == 4, 10, "four busy threads")
     for holder in holders:
         holder.join()
-    eventually(lambda: value(server, "djserve_threads_busy") == 0, 10)
+    wait_until(lambda: value(server, "djserve_threads_busy") == 0, 10, "no busy thread")
     answered = value(server, "djserve_requests_total", method="GET", status="200")
     assert value(server, "djserve_thread_wait_seconds_count") == answered == 4
     # Why workers were replaced: every reason is there from the start, at 0, and a killed worker counts.
     reasons = {"exited", "killed", "stuck", "max_requests", "max_memory", "max_lifetime"}
     assert labelled(server, "djserve_worker_restarts_total", "reason") == reasons
     os.kill(workers[0], signal.SIGKILL)
-    eventually(lambda: value(server, "djserve_worker_restarts_total", reason="killed") == 1, 10)
-    eventually(lambda: str(workers[0]) not in labelled(server, "djserve_worker_memory_bytes", "pid"), 10)
+    wait_until(
+        lambda: value(server, "djserve_worker_restarts_total", reason="killed") == 1,
+        10,
+        "the killed worker's restart to be counted",
+    )
+    wait_until(
+        lambda: str(workers[0]) not in labelled(server, "djserve_worker_memory_bytes", "pid"),
+        10,
+        "the dead worker's memory series to go",
+    )
 
 
 UPLOAD = """
@@ -270,7 +282,11 @@ def test_a_full_tmp_fails_the_upload_and_kills_no_worker(
         connection.close()
     (worker,) = server.workers()
     os.kill(worker, signal.SIGKILL)  # its replacement creates its files
-    eventually(lambda: server.answers() and worker not in server.workers(), 10)
-    eventually(lambda: value(server, "djserve_requests_total", method="PATCH", status="404") == 1, 10)
+    wait_until(lambda: server.answers() and worker not in server.workers(), 10, "a replacement worker that answers")
+    wait_until(
+        lambda: value(server, "djserve_requests_total", method="PATCH", status="404") == 1,
+        10,
+        "the PATCH to be counted",
+    )
     assert "SIGBUS" not in server.text()
     assert value(server, "djserve_worker_restarts_total", reason="killed") == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DJSERVE, Logged, environment, free_port, get
+from conftest import DJSERVE, Logged, environment, free_port, get, wait_until
 
 PRODUCTION = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "DJSERVE_PRESET": "production"}
 
@@ -77,10 +77,7 @@ def test_a_worker_with_a_blocked_event_loop_is_reported_and_replaced(
     assert "(WORKER TIMEOUT)" in report.splitlines()[0]
     assert "in blocks_the_loop" in report and "urls.py" in report, report
     server.wait_for(f"Child process [{stuck}] ended: killed by SIGKILL", timeout=10)
-    deadline = time.monotonic() + 10
-    while not server.answers():
-        assert time.monotonic() < deadline, server.text()
-        time.sleep(0.1)
+    wait_until(server.answers, 10, "the replacement to answer")
     assert stuck not in server.workers()
 
 
@@ -109,10 +106,7 @@ def test_a_stuck_worker_delays_no_other_workers_check(
     blocking_view(site, pid_file)
     server = launch(2)
     threading.Thread(target=lambda: server.answers("/stuck"), daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, server.text()
-        time.sleep(0.01)
+    wait_until(lambda: pid_file.exists() and bool(pid_file.read_text()), 10, "the stuck view's pid")
     stuck = int(pid_file.read_text())
     (other,) = set(server.workers()) - {stuck}
     os.kill(other, signal.SIGKILL)

@@ -24,7 +24,7 @@ import pytest
 
 from test_hostile import PARSERS
 
-from conftest import DJSERVE, Server, environment, free_port, get, start
+from conftest import DJSERVE, Server, environment, free_port, get, start, wait_until
 
 MAX_BODY = 4 * 1024 * 1024  # above the bridge's 1 MiB spool threshold
 
@@ -390,7 +390,7 @@ def running(
     )
     server = Server(process, port)
     try:
-        assert wait_until(ready or partial(answers, port)), f"{command} never answered"
+        wait_until(ready or partial(answers, port), 15, f"{command} to answer")
         yield server
     finally:
         server.kill()
@@ -435,15 +435,6 @@ def request(server: Server, method: str, path: str, body: bytes | None = None) -
     conn = connection(server)
     conn.request(method, path, body=body)
     return conn.getresponse()
-
-
-def wait_until(condition: Any, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_django_under_the_wsgi_validator_sees_no_violation(bridged: Server, markers: Path) -> None:
@@ -573,7 +564,7 @@ def test_a_stream_is_closed_unread_once_its_content_length_is_sent(parsed: Serve
     assert fetch(parsed.port, "GET", "/raw/long_stream")[1] == b"0123456789" * 2 + b"01234"
     assert (markers / "long_stream").read_text() == "rrrc"
     assert fetch(parsed.port, "HEAD", "/raw/long_stream") == (200, b"", True)
-    assert wait_until(lambda: (markers / "long_stream").read_text() == "rc")
+    wait_until(lambda: (markers / "long_stream").read_text() == "rc", 15, "the long stream's close()")
     # A stream that fails before its first chunk is a 500, and closed too.
     assert fetch(parsed.port, "GET", "/raw/fails_first") == (500, b"Internal Server Error", True)
     assert (markers / "fails_first").read_text() == "c"
@@ -649,7 +640,7 @@ def test_a_client_leaving_mid_stream_stops_it_and_closes_the_response(bridged: S
         client.sendall(b"GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert client.recv(1024)
     # Django's request_finished fired (the bridge called close()), and the generator stopped early.
-    assert wait_until((markers / "finished").exists)
+    wait_until((markers / "finished").exists, 15, "the app to finish")
     stopped_at = int((markers / "sent").read_text())
     time.sleep(0.5)
     assert int((markers / "sent").read_text()) == stopped_at < 100
@@ -659,13 +650,13 @@ def test_a_client_that_does_not_read_holds_the_stream_back(bridged: Server, mark
     (markers / "finished").unlink(missing_ok=True)
     with socket.create_connection(("127.0.0.1", bridged.port)) as client:
         client.sendall(b"GET /flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert wait_until((markers / "flooded").exists)
+        wait_until((markers / "flooded").exists, 15, "the flood to be sent")
         time.sleep(2)
         # Socket buffers hold a few MB: the generator waits instead of filling memory with 125 MB.
         held_at = int((markers / "flooded").read_text())
         assert held_at < 400
     # Once the client leaves, the stream ends within a chunk and the response is closed.
-    assert wait_until((markers / "finished").exists)
+    wait_until((markers / "finished").exists, 15, "the app to finish")
     assert int((markers / "flooded").read_text()) <= held_at + 1
 
 
