@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from djserve.probes import ASGIApp as ASGI
-from djserve.probes import Message, Receive, Scope, Send
+from djserve.app.types import ASGIApp as ASGI
+from djserve.app.types import Message, Receive, Scope, Send
 
 DEMO = Path(__file__).resolve().parent.parent / "python"
 
