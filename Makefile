@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv lint unit test
+.PHONY: help venv lint unit test postgres-server
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -28,8 +28,13 @@ lint: venv ## ruff, mypy --strict, the import contracts of the package's layout 
 	cd entrypoint && mypy src && lint-imports
 	ruff check docs && python docs/links.py
 
-unit: venv ## Unit tests: real uvicorn and Django servers on free ports.
+unit: venv postgres-server ## Unit tests: real uvicorn and Django servers on free ports.
 	pytest -q tests/unit
+
+# Debian's PostgreSQL server, for the preload test's per-worker connections (test_preload.py starts its own).
+postgres-server:
+	compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || \
+		{ apt-get update -q && apt-get install -y -q --no-install-recommends postgresql; }
 
 test: lint unit helm-test integration bench-smoke ## Every test.
 

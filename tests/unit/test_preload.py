@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -74,14 +75,16 @@ def test_a_project_that_queries_at_import_is_served_with_preload(site: Path, log
 def postgres() -> Iterator[int]:
     """A throwaway PostgreSQL cluster (Debian's binaries, run as the postgres user), on a free port."""
     pytest.importorskip("psycopg", reason="no PostgreSQL driver (psycopg) in this environment")
-    if not shutil.which("pg_ctl"):
-        pytest.skip("no PostgreSQL server (pg_ctl) on this machine")
+    # Debian keeps the server's programs off PATH, under its major version (`make unit` installs them).
+    found = shutil.which("pg_ctl") or next(iter(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")), None)
+    if found is None:
+        pytest.skip("no PostgreSQL server (pg_ctl) on this machine: `make unit` installs Debian's")
     root = Path(tempfile.mkdtemp(prefix="djserve-postgres-"))  # not pytest's: the postgres user must reach it
     data, port = root / "data", free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
         shutil.chown(root, "postgres")
-    pg_ctl = [*as_postgres, "pg_ctl", "-D", str(data)]
+    pg_ctl = [*as_postgres, found, "-D", str(data)]
     subprocess.run([*pg_ctl, "-o", "-A trust -U postgres", "initdb"], check=True, capture_output=True)
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
     log = ["-l", str(root / "log")]  # the server keeps no pipe of ours open
