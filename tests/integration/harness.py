@@ -6,12 +6,13 @@ import http.client
 import json
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = str(REPO / "docker-compose.yml")
@@ -124,13 +125,9 @@ def load(url: str, requests: int, connections: int, timeout: float = 30) -> Load
     return result
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(pause)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """The shared wait, polling less often: each check here is a docker command, a process of its own."""
+    waiting.wait_until(check, timeout, what, pause=0.25)
 
 
 @dataclass(frozen=True)

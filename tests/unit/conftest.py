@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_until
 
 DJSERVE = shutil.which("djserve", path=str(Path(sys.executable).parent)) or "djserve"
 
@@ -100,16 +101,6 @@ def get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5) 
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.1) -> None:
-    """Every wait of the unit tests: bounded, and it says what it waited for when it gives up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(pause)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -76,7 +75,7 @@ def postgres() -> Iterator[int]:
     """A throwaway PostgreSQL cluster (Debian's binaries, run as the postgres user), on a free port."""
     pytest.importorskip("psycopg", reason="no PostgreSQL driver (psycopg) in this environment")
     # Debian keeps the server's programs off PATH, under its major version (`make unit` installs them).
-    found = shutil.which("pg_ctl") or next(iter(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")), None)
+    found = shutil.which("pg_ctl") or next(map(str, Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")), None)
     if found is None:
         pytest.skip("no PostgreSQL server (pg_ctl) on this machine: `make unit` installs Debian's")
     root = Path(tempfile.mkdtemp(prefix="djserve-postgres-"))  # not pytest's: the postgres user must reach it

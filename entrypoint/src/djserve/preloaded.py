@@ -151,13 +151,7 @@ def _fork_on_request(control: socket.socket, config: Config, sockets: list[socke
 
 
 def _report_exits(control: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in forks.reaped():
         forks.send(control, "exited", (pid, status))
 
 

@@ -35,7 +35,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, NoReturn
@@ -62,6 +62,18 @@ def receive(control: socket.socket) -> tuple[str, Any, list[int]] | None:
         return None
     kind, data = pickle.loads(message)
     return kind, data, fds
+
+
+def reaped() -> Iterator[tuple[int, int]]:
+    """The pid and wait status of each child that has ended, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def become_subreaper() -> bool:
@@ -185,13 +197,7 @@ class Preloader:
     def reap(self) -> None:
         """Collect the exit of this process's children: preloaded processes, and workers they left orphaned
         (ours as sub-reaper). Those no one waits for (a worker's own orphaned children) are just reaped."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             if pid in self.watched:
                 self.statuses[pid] = status
 
