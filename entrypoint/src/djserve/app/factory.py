@@ -56,9 +56,9 @@ def _interface_app(worker: WorkerConfig) -> ASGIApp:
 def _thread_metrics(worker: WorkerConfig) -> PoolMetrics | None:
     if not worker.metrics:
         return None
-    from djserve.app.observe import pool_metrics
+    from djserve.app.observe import tallies
 
-    return pool_metrics()
+    return tallies()
 
 
 def create(environ: Mapping[str, str] = os.environ) -> Probes:

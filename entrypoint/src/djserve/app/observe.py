@@ -10,6 +10,11 @@ reason its supervisor gave it), each worker's memory (refreshed at most every fe
 worker itself, as it serves), and the pool threads' use: those busy, and how long a request waited
 for one, which says whether ``threads`` is too small.
 
+Every request's measures are tallied in plain Python and written to prometheus_client's files once a
+second (``Tallies``), before this worker answers a scrape, and as it stops: each write takes a lock and
+writes a file, which at one write a measure cost /sync 17 % of its throughput (``bench/findings.md``).
+A worker killed with SIGKILL loses at most its last second of counts.
+
 prometheus_client picks its value store when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; it
 is therefore imported only inside functions, never by this module's import, so that a single worker that
 runs in the supervisor's own process sees the directory too.
@@ -17,11 +22,14 @@ runs in the supervisor's own process sees the directory too.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
+import math
 import os
 import struct
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -49,6 +57,9 @@ logger = logging.getLogger("djserve")
 RESTART_REASONS = ("exited", "killed", "stuck", "max_requests", "max_memory", "max_lifetime")
 SCRAPE_TRIES = 3
 MEMORY_EVERY = 5.0  # seconds between two reads of a worker's own memory
+WRITE_EVERY = 1.0  # seconds between two writes of a worker's tallies
+# prometheus_client's default buckets, spelled out: the tallies count into the same ones.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # A request waits for a thread for microseconds when threads suffice; the upper buckets say they do not.
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -72,7 +83,11 @@ def instruments() -> Instruments:
 
     found = Instruments(
         requests=Counter("djserve_requests", "HTTP requests answered, probes excluded.", ["method", "status"]),
-        duration=Histogram("djserve_request_duration_seconds", "Time from request to the end of the response."),
+        duration=Histogram(
+            "djserve_request_duration_seconds",
+            "Time from request to the end of the response.",
+            buckets=DURATION_BUCKETS,
+        ),
         in_flight=Gauge("djserve_requests_in_flight", "HTTP requests being answered.", multiprocess_mode="livesum"),
         websockets=Gauge("djserve_websockets_open", "Open WebSocket connections.", multiprocess_mode="livesum"),
         worker_starts=Counter("djserve_worker_starts", "Workers started."),
@@ -94,23 +109,93 @@ def instruments() -> Instruments:
     return found
 
 
-class PoolInstruments:
-    """The pool threads' use (``djserve.app.threads.PoolMetrics``), recorded from the threads."""
+class Buckets:
+    """A histogram's observations as prometheus_client 0.26's ``Histogram`` keeps them (metrics.py): a count
+    per bucket, in the first whose bound holds the value, and the sum; ``write`` adds what is new to it.
 
-    def __init__(self, found: Instruments) -> None:
-        self.busy = found.threads_busy
-        self.wait = found.thread_wait
+    One thread observes and the event loop's thread writes: it reads a snapshot of the counts, and what a
+    thread adds meanwhile is written the next time.
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = (*bounds, math.inf)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+        self._written = list(self.counts)
+        self._written_sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def write(self, histogram: Histogram) -> None:
+        counts, total = list(self.counts), self.sum
+        for bucket, now, before in zip(histogram._buckets, counts, self._written, strict=True):
+            if now != before:
+                bucket.inc(now - before)
+        if total != self._written_sum:
+            histogram._sum.inc(total - self._written_sum)
+        self._written, self._written_sum = counts, total
+
+
+class ThreadTally:
+    """One pool thread's use (``djserve.app.threads.PoolMetrics``), tallied by that thread alone."""
+
+    def __init__(self) -> None:
+        self.wait = Buckets(WAIT_BUCKETS)
+        self.busy = False
 
     def started(self, queued_at: float) -> None:
         self.wait.observe(time.perf_counter() - queued_at)
-        self.busy.inc()
+        self.busy = True
 
     def finished(self) -> None:
-        self.busy.dec()
+        self.busy = False
 
 
-def pool_metrics() -> PoolInstruments:
-    return PoolInstruments(instruments())
+class Tallies:
+    """This worker's measures since they were last written, and the write, once a ``WRITE_EVERY``."""
+
+    def __init__(self, found: Instruments) -> None:
+        self.found = found
+        self.requests: dict[tuple[str, str], int] = {}  # (method, status): requests since the last write
+        self.duration = Buckets(DURATION_BUCKETS)
+        self.in_flight = 0
+        self.threads: list[ThreadTally] = []
+        self._writing = False
+
+    def thread(self) -> ThreadTally:
+        """A pool thread's own tally (the pool asks once a thread, as the thread starts)."""
+        tally = ThreadTally()
+        self.threads.append(tally)
+        return tally
+
+    def write_every_second(self) -> None:
+        """Writes from now on, on the running loop, until the worker stops (``state.at_stop``)."""
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().call_later(WRITE_EVERY, self._tick)
+            state.at_stop.append(self.write)
+
+    def _tick(self) -> None:
+        self.write()
+        asyncio.get_running_loop().call_later(WRITE_EVERY, self._tick)
+
+    def write(self) -> None:
+        found = self.found
+        for (method, status), count in self.requests.items():
+            found.requests.labels(method=method, status=status).inc(count)
+        self.requests.clear()
+        self.duration.write(found.duration)
+        found.in_flight.set(self.in_flight)
+        found.threads_busy.set(sum(tally.busy for tally in self.threads))
+        for tally in self.threads:
+            tally.wait.write(found.thread_wait)
+
+
+@cache
+def tallies() -> Tallies:
+    return Tallies(instruments())
 
 
 def fold_dead_workers(directory: str) -> None:
@@ -227,10 +312,12 @@ class Observed:
         if self.metrics_path and path.endswith(self.metrics_path) and probe_path(scope, self._paths) is not None:
             self._memory_due = 0.0
             self._refresh_memory()
+            tallies().write()
             await self._answer_metrics(send)
             return
         if self.metrics_path is not None:
             self._refresh_memory()
+            tallies().write_every_second()
         await self._measured(scope, receive, send)
 
     def _refresh_memory(self) -> None:
@@ -254,25 +341,20 @@ class Observed:
             await send(message)
 
         started = time.perf_counter()
-        measured = self.metrics_path is not None
-        if measured:
-            instruments().in_flight.inc()
+        tally = tallies() if self.metrics_path is not None else None
+        if tally is not None:
+            tally.in_flight += 1
         try:
             await self.app(scope, receive, send_status)
         finally:
             seconds = time.perf_counter() - started
-            if measured:
-                self._record(scope, status, seconds)
+            if tally is not None:
+                tally.in_flight -= 1
+                key = (scope["method"] if scope["method"] in METHODS else "other", str(status))
+                tally.requests[key] = tally.requests.get(key, 0) + 1
+                tally.duration.observe(seconds)
             if self.log_access:
                 _log_access(scope, status, seconds)
-
-    @staticmethod
-    def _record(scope: Scope, status: int, seconds: float) -> None:
-        found = instruments()
-        found.in_flight.dec()
-        method = scope["method"] if scope["method"] in METHODS else "other"
-        found.requests.labels(method=method, status=str(status)).inc()
-        found.duration.observe(seconds)
 
     @staticmethod
     async def _answer_metrics(send: Send) -> None:

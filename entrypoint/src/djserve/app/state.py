@@ -5,11 +5,15 @@ probes, which then answer readiness 503 and ask keep-alive clients to reconnect 
 
 ``restart_reason`` is set before the server starts, when this worker replaces one that ended
 (``djserve.serve.supervisor``): why that one ended, for ``djserve_worker_restarts_total``.
+
+``at_stop`` is run by the server once it has finished its requests: the metrics' last write.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 DRAINING = threading.Event()
 restart_reason: str | None = None
+at_stop: list[Callable[[], None]] = []

@@ -34,14 +34,20 @@ R = TypeVar("R")
 logger = logging.getLogger("djserve.threads")
 
 
-class PoolMetrics(Protocol):
-    """What the pool reports when metrics are on (``djserve.app.observe``), from its threads."""
+class ThreadMetrics(Protocol):
+    """What one pool thread reports, from that thread."""
 
     def started(self, queued_at: float) -> None:
-        """A thread took a session that was queued at ``queued_at`` (``time.perf_counter``)."""
+        """The thread took a session that was queued at ``queued_at`` (``time.perf_counter``)."""
 
     def finished(self) -> None:
         """The thread is done with that session."""
+
+
+class PoolMetrics(Protocol):
+    """What the pool reports when metrics are on (``djserve.app.observe``): each thread its own."""
+
+    def thread(self) -> ThreadMetrics: ...
 
 
 class ThreadPool:
@@ -60,7 +66,7 @@ class ThreadPool:
         return Session(self._sessions)
 
     def _work(self) -> None:
-        metrics = self.metrics
+        metrics = None if self.metrics is None else self.metrics.thread()
         while True:
             session = self._sessions.get()
             if metrics is not None:

@@ -102,6 +102,8 @@ class Server(UvicornServer):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await drain(self)
         await super().shutdown(sockets)
+        for stopped in state.at_stop:
+            stopped()
 
 
 def serve_worker(
