@@ -62,7 +62,7 @@ def test_a_worker_above_max_worker_memory_is_replaced_with_no_failed_request(
         for _ in range(8):
             assert get(server.url("/leak"))[0] == 200
         server.wait_for(f"Child process [{first}] uses", 10)
-        server.wait_for(f"Child process [{first}] ended: killed by SIGTERM", 10)
+        server.wait_for(f"Child process [{first}] ended: recycled", 10)
         time.sleep(0.5)
     assert load.failed == [] and load.answered > 0
     (successor,) = server.workers()
@@ -90,7 +90,7 @@ def test_a_worker_at_its_request_limit_is_replaced_once_its_successor_serves(
     server = logged("--limit-max-requests", "40", "--limit-max-requests-jitter", "0", **PRODUCTION)
     (first,) = server.workers()
     with Load(server) as load:
-        server.wait_for(f"Child process [{first}] ended: killed by SIGTERM", 20)
+        server.wait_for(f"Child process [{first}] ended: recycled", 20)
         time.sleep(0.5)
     assert load.failed == [] and load.answered > 40
     log = server.text()

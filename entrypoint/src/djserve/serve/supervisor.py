@@ -462,6 +462,9 @@ class Supervisor(Multiprocess):
             logger.error(
                 "Child process [%d] ended: %s\n%s", worker.pid, _how(code), worker.stack.decode(errors="replace")
             )
+        elif worker.retired and code == -signal.SIGTERM:
+            # uvicorn raises the SIGTERM it caught again once it has drained: a recycle, not a kill.
+            logger.info("Child process [%d] ended: recycled", worker.pid)
         else:
             logger.info("Child process [%d] ended: %s", worker.pid, _how(code))
         metrics_dir.worker_exited(worker.pid)
