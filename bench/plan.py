@@ -31,6 +31,11 @@ class Plan:
     hostile_headers: int  # requests whose last header never ends
     hostile_header_mb: int  # sent on each of them (MB, 10^6 bytes)
     hostile_post_mb: int  # the POST's declared and streamed body
+    preload_startup_reps: int  # alternating preset/bare pairs, 4 workers, on the wagtail site
+    replacement_reps: int  # SIGKILLs of the only worker, preload on and off each
+    leak_kib: int  # KiB `/leak` keeps a request
+    max_worker_memory_mib: int  # DJSERVE_MAX_WORKER_MEMORY of the leaking run
+    memory_recycle_seconds: int  # each of the two leaking runs
     ready_timeout: float = 60.0
 
 
@@ -56,6 +61,11 @@ FULL = Plan(
     hostile_headers=4,
     hostile_header_mb=64,
     hostile_post_mb=500,
+    preload_startup_reps=5,
+    replacement_reps=5,
+    leak_kib=16,
+    max_worker_memory_mib=64,
+    memory_recycle_seconds=30,
 )
 
 SMOKE = Plan(
@@ -80,4 +90,9 @@ SMOKE = Plan(
     hostile_headers=4,
     hostile_header_mb=8,
     hostile_post_mb=50,
+    preload_startup_reps=1,
+    replacement_reps=2,
+    leak_kib=16,
+    max_worker_memory_mib=64,
+    memory_recycle_seconds=8,
 )

@@ -8,7 +8,8 @@ their read-only root. A request that wrote would fail, and count as a failed req
 from .base import *  # noqa: F403
 
 DEBUG = False
-SECRET_KEY = "bench-only-not-a-secret"  # noqa: S105: the benchmark signs nothing that outlives a container
+# The benchmark signs nothing that outlives a container.
+SECRET_KEY = "bench-only-not-a-secret"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 # The pages are measured, not their assets: without collectstatic, plain storage keeps `{% static %}`
 # from asking for a manifest.

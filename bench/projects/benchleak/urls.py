@@ -1,9 +1,8 @@
 """The demo's URLs plus `/leak?kib=N`: each request keeps N KiB (default 1024, 1 MiB) for the worker's life."""
 
+from demo.urls import urlpatterns as demo_urlpatterns
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
-
-from demo.urls import urlpatterns as demo_urlpatterns
 
 KEPT: list[bytes] = []
 
