@@ -32,6 +32,7 @@ class Plan:
     hostile_header_mb: int  # sent on each of them (MB, 10^6 bytes)
     hostile_post_mb: int  # the POST's declared and streamed body
     preload_startup_reps: int  # alternating preset/bare pairs, 4 workers, on the wagtail site
+    warm_requests: int  # of each Wagtail page before its memory is read, `connections` at once
     replacement_reps: int  # SIGKILLs of the only worker, preload on and off each
     leak_kib: int  # KiB `/leak` keeps a request
     max_worker_memory_mib: int  # DJSERVE_MAX_WORKER_MEMORY of the leaking run
@@ -62,6 +63,7 @@ FULL = Plan(
     hostile_header_mb=64,
     hostile_post_mb=500,
     preload_startup_reps=5,
+    warm_requests=128,
     replacement_reps=5,
     leak_kib=16,
     max_worker_memory_mib=64,
@@ -91,7 +93,8 @@ SMOKE = Plan(
     hostile_header_mb=8,
     hostile_post_mb=50,
     preload_startup_reps=1,
-    replacement_reps=2,
+    warm_requests=32,
+    replacement_reps=1,
     leak_kib=16,
     max_worker_memory_mib=64,
     memory_recycle_seconds=8,

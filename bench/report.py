@@ -434,10 +434,10 @@ def _preload(r: dict[str, Any]) -> list[str]:
                 ],
             ],
         ),
-        "Memory with 4 workers, preload on and off (`DJSERVE_PRELOAD=false`), after wrk asked each of "
-        f"{', '.join(f'`{page}`' for page in mem['pages'])} for {r['params']['rss_load_seconds']} s with "
-        f"{r['params']['connections']} connections. Container = anonymous memory plus tmpfs from its cgroup's "
-        "`memory.stat` (the preloaded process included); per worker = mean over the 4 workers.",
+        "Memory with 4 workers, preload on and off (`DJSERVE_PRELOAD=false`), after each of "
+        f"{', '.join(f'`{page}`' for page in mem['pages'])} answered {r['params']['warm_requests']} requests, "
+        f"{r['params']['connections']} at once, each on a new connection. Container = anonymous memory plus "
+        "tmpfs from its cgroup's `memory.stat` (the preloaded process included); per worker = mean over the 4 workers.",
         _table(
             ["", "container MB", "RSS per worker MB", "PSS per worker MB"],
             [
