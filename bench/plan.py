@@ -36,7 +36,8 @@ class Plan:
     replacement_reps: int  # SIGKILLs of the only worker, preload on and off each
     leak_kib: int  # KiB `/leak` keeps a request
     max_worker_memory_mib: int  # DJSERVE_MAX_WORKER_MEMORY of the leaking run
-    memory_recycle_seconds: int  # each of the two leaking runs
+    memory_recycle_seconds: int  # each of the two leaking runs, a round
+    memory_recycle_rounds: int  # rounds of both, alternating which goes first
     ready_timeout: float = 60.0
 
 
@@ -68,6 +69,7 @@ FULL = Plan(
     leak_kib=16,
     max_worker_memory_mib=64,
     memory_recycle_seconds=30,
+    memory_recycle_rounds=3,
 )
 
 SMOKE = Plan(
@@ -95,7 +97,8 @@ SMOKE = Plan(
     preload_startup_reps=1,
     warm_requests=32,
     replacement_reps=1,
-    leak_kib=16,
+    leak_kib=32,  # so that a slow machine still recycles within the smoke run's few seconds
     max_worker_memory_mib=64,
-    memory_recycle_seconds=8,
+    memory_recycle_seconds=6,
+    memory_recycle_rounds=1,
 )

@@ -465,14 +465,28 @@ def _memory_recycling(r: dict[str, Any]) -> list[str]:
         f"`{limited['image']}` with {_env(limited['env'])}: two workers of the production preset, wrk on "
         f"`{limited['path']}` (the demo plus a view that keeps that many KiB a request) with "
         f"{r['params']['connections']} connections for {r['params']['memory_recycle_seconds']} s, against the "
-        "same run without `DJSERVE_MAX_WORKER_MEMORY`. Recycles = the supervisor's `Recycling child process "
-        "[...] (max_memory)` lines; memory after = the container's anonymous memory plus tmpfs.",
+        f"same run without `DJSERVE_MAX_WORKER_MEMORY`, in {r['params']['memory_recycle_rounds']} round(s) "
+        "alternating which goes first: requests/s and p99 are medians of the rounds, the ratio the median of "
+        "per-round ratios; recycles, failed and errors are totals. Recycles = the supervisor's "
+        "`Recycling child process [...] (max_memory)` lines; memory after = the container's anonymous memory "
+        "plus tmpfs, the highest of the rounds.",
         _table(
-            ["run", "requests/s", "recycles", "failed", "errors", "p99 ms", "max ms", "memory after MB"],
+            [
+                "run",
+                "requests/s",
+                "rounds (requests/s)",
+                "recycles",
+                "failed",
+                "errors",
+                "p99 ms",
+                "max ms",
+                "memory after MB",
+            ],
             [
                 [
                     name,
                     v["rps"],
+                    ", ".join(map(str, v["rounds_rps"])),
                     v["recycles"],
                     v["failed_requests"],
                     _env(v["errors"]),
