@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,9 @@ IMAGES = (SERVERS_IMAGE, WEBSOCKET_IMAGE, *startup.IMAGES, *(f"djserve:{v}" for 
 # The hybrid presets' ratios, each against djserve's ASGI and WSGI modes.
 HYBRID = ("djserve-hybrid", "djserve-websocket")
 MODES = (("asgi", "djserve-asgi"), ("wsgi", "djserve-wsgi"))
+# What bench/Dockerfile adds for the preload measurements: an image built before them lacks it.
+BENCH_PROJECTS = "/opt/bench"
+WAGTAIL_DB = f"test -f {BENCH_PROJECTS}/wagtail/db.sqlite3"
 
 
 def preflight() -> None:
@@ -51,6 +55,13 @@ def preflight() -> None:
     absent = [image for image in images if not docker("image", "ls", "-q", image)]
     if absent:
         sys.exit(f"bench: images missing: {', '.join(absent)} (`make images bench-image`)")
+    projects = subprocess.run(
+        ["docker", "run", "--rm", SERVERS_IMAGE, "sh", "-c", f"test -d {BENCH_PROJECTS}/benchleak && {WAGTAIL_DB}"],
+        capture_output=True,
+        check=False,
+    )
+    if projects.returncode != 0:
+        sys.exit(f"bench: {SERVERS_IMAGE} predates the bench projects under {BENCH_PROJECTS} (`make bench-image`)")
 
 
 def _sizes(plan: Plan) -> dict[str, Any]:
