@@ -38,8 +38,7 @@ IMAGES = (SERVERS_IMAGE, WEBSOCKET_IMAGE, *startup.IMAGES, *(f"djserve:{v}" for 
 HYBRID = ("djserve-hybrid", "djserve-websocket")
 MODES = (("asgi", "djserve-asgi"), ("wsgi", "djserve-wsgi"))
 # What bench/Dockerfile adds for the preload measurements: an image built before them lacks it.
-BENCH_PROJECTS = "/opt/bench"
-WAGTAIL_DB = f"test -f {BENCH_PROJECTS}/wagtail/db.sqlite3"
+BENCH_PROJECTS = ("/opt/bench/benchleak/urls.py", "/opt/bench/wagtail/db.sqlite3")
 
 
 def preflight() -> None:
@@ -56,12 +55,12 @@ def preflight() -> None:
     if absent:
         sys.exit(f"bench: images missing: {', '.join(absent)} (`make images bench-image`)")
     projects = subprocess.run(
-        ["docker", "run", "--rm", SERVERS_IMAGE, "sh", "-c", f"test -d {BENCH_PROJECTS}/benchleak && {WAGTAIL_DB}"],
+        ["docker", "run", "--rm", SERVERS_IMAGE, "ls", *BENCH_PROJECTS],
         capture_output=True,
         check=False,
     )
     if projects.returncode != 0:
-        sys.exit(f"bench: {SERVERS_IMAGE} predates the bench projects under {BENCH_PROJECTS} (`make bench-image`)")
+        sys.exit(f"bench: {SERVERS_IMAGE} lacks {' or '.join(BENCH_PROJECTS)} (`make bench-image`)")
 
 
 def _sizes(plan: Plan) -> dict[str, Any]:
