@@ -7,13 +7,27 @@ import dataclasses
 import json
 import math
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import commands, footprint, hostile, postgres, recycle, report, startup, threadcount, throughput, wsload
+from bench import (
+    commands,
+    footprint,
+    hostile,
+    memrecycle,
+    postgres,
+    preload,
+    recycle,
+    report,
+    startup,
+    threadcount,
+    throughput,
+    wsload,
+)
 from bench.containers import docker, load_cpus_available, remove_run_leftovers
 from bench.plan import FULL, SMOKE, Plan
 from bench.servers import SERVERS_IMAGE, WEBSOCKET_IMAGE
@@ -23,6 +37,8 @@ IMAGES = (SERVERS_IMAGE, WEBSOCKET_IMAGE, *startup.IMAGES, *(f"djserve:{v}" for 
 # The hybrid presets' ratios, each against djserve's ASGI and WSGI modes.
 HYBRID = ("djserve-hybrid", "djserve-websocket")
 MODES = (("asgi", "djserve-asgi"), ("wsgi", "djserve-wsgi"))
+# What bench/Dockerfile adds for the preload measurements: an image built before them lacks it.
+BENCH_PROJECTS = ("/opt/bench/benchleak/urls.py", "/opt/bench/wagtail/db.sqlite3")
 
 
 def preflight() -> None:
@@ -38,6 +54,13 @@ def preflight() -> None:
     absent = [image for image in images if not docker("image", "ls", "-q", image)]
     if absent:
         sys.exit(f"bench: images missing: {', '.join(absent)} (`make images bench-image`)")
+    projects = subprocess.run(
+        ["docker", "run", "--rm", SERVERS_IMAGE, "ls", *BENCH_PROJECTS],
+        capture_output=True,
+        check=False,
+    )
+    if projects.returncode != 0:
+        sys.exit(f"bench: {SERVERS_IMAGE} lacks {' or '.join(BENCH_PROJECTS)} (`make bench-image`)")
 
 
 def _sizes(plan: Plan) -> dict[str, Any]:
@@ -91,7 +114,41 @@ def _threads(plan: Plan) -> dict[str, Any]:
 
 def _rss(plan: Plan) -> dict[str, Any]:
     rss = footprint.rss_per_worker(plan)
-    return {"rss_per_worker_mb": rss["djserve"], "rss_per_worker_mb_bare_uvicorn": rss["uvicorn"]}
+    return {
+        "worker_memory": rss,
+        "rss_per_worker_mb": rss["djserve"]["rss_mb"],
+        "rss_per_worker_mb_no_preload": rss["djserve_no_preload"]["rss_mb"],
+        "rss_per_worker_mb_bare_uvicorn": rss["uvicorn"]["rss_mb"],
+        "pss_per_worker_mb": rss["djserve"]["pss_mb"],
+        "pss_per_worker_mb_no_preload": rss["djserve_no_preload"]["pss_mb"],
+        "pss_per_worker_mb_bare_uvicorn": rss["uvicorn"]["pss_mb"],
+    }
+
+
+def _preload(plan: Plan) -> dict[str, Any]:
+    found = {
+        "startup": preload.startup(plan),
+        "memory": preload.memory(plan),
+        "replacement": preload.replacement(plan),
+    }
+    return {
+        "preload": found,
+        "startup_ratio_4_workers": found["startup"]["ratio"],
+        "startup_ratio_4_workers_all_started": found["startup"]["all_workers_ratio"],
+        "preload_memory_ratio": found["memory"]["ratio"],
+        "replacement_s": found["replacement"]["preload"]["median_s"],
+        "replacement_s_no_preload": found["replacement"]["no_preload"]["median_s"],
+    }
+
+
+def _memory_recycle(plan: Plan) -> dict[str, Any]:
+    found = memrecycle.measure(plan)
+    return {
+        "memory_recycle": found,
+        "memory_recycle_failed_requests": found["max_worker_memory"]["failed_requests"],
+        "memory_recycle_throughput_ratio": found["throughput_ratio"],
+        "memory_recycles": found["max_worker_memory"]["recycles"],
+    }
 
 
 def _websockets(plan: Plan) -> dict[str, Any]:
@@ -122,6 +179,8 @@ STEPS: tuple[tuple[str, Callable[[Plan], dict[str, Any]]], ...] = (
     ("rss per worker", _rss),
     ("websockets", _websockets),
     ("recycling", _recycle),
+    ("preloaded workers", _preload),
+    ("recycling by memory", _memory_recycle),
     ("hostile clients", _hostile),
 )
 
@@ -140,7 +199,19 @@ def problems(results: dict[str, Any], plan: Plan) -> list[str]:
     """What shows the harness itself is broken. Speed, failed requests and the targets are reported,
     never asserted: a contender that fails requests or holds connections is a finding, not a breakage."""
     found = []
-    for key in ("startup_ratio", "kit_layers_mb", "rss_per_worker_mb", "ws_echo_p99_ms"):
+    positive = (
+        "startup_ratio",
+        "kit_layers_mb",
+        "rss_per_worker_mb",
+        "pss_per_worker_mb",
+        "ws_echo_p99_ms",
+        "startup_ratio_4_workers",
+        "preload_memory_ratio",
+        "replacement_s",
+        "replacement_s_no_preload",
+        "memory_recycle_throughput_ratio",
+    )
+    for key in positive:
         value = results.get(key)
         if not isinstance(value, float | int) or not math.isfinite(value) or value <= 0:
             found.append(f"{key} is not a positive number: {value!r}")
@@ -152,6 +223,8 @@ def problems(results: dict[str, Any], plan: Plan) -> list[str]:
         found.append(f"held {results['ws_connections_held']} of {plan.ws_sockets} WebSockets")
     if results["websocket"]["echoes"] == 0:
         found.append("no WebSocket echo came back")
+    if results["memory_recycles"] == 0:
+        found.append("max_worker_memory recycled no worker: raise the leak or lower the limit")
     attack = results["hostile"]
     if attack["clean_rps"] <= 0:
         found.append(f"the hostile scenario's clean run served no {attack['path']}")

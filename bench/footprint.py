@@ -1,4 +1,4 @@
-"""Image size split into the base image, the kit's layers and the demo's, and RSS per uvicorn worker."""
+"""Image size split into the base image, the kit's layers and the demo's, and RSS and PSS per uvicorn worker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bench import wrk
 from bench.commands import bare_uvicorn
 from bench.containers import Spec, docker, running, wait_for_200
 from bench.plan import Plan
-from bench.procstat import MB, uvicorn_workers
+from bench.procstat import MB, pss_bytes, uvicorn_workers
 
 VARIANTS = ("production", "proxy", "websocket")
 
@@ -48,13 +48,18 @@ def sizes() -> dict[str, Any]:
 
 
 def rss_per_worker(plan: Plan) -> dict[str, Any]:
-    """Mean RSS of two warmed-up workers under uvicorn's supervisor: djserve's preset and bare uvicorn."""
+    """Mean RSS and PSS of two warmed-up workers: djserve's preset (preload on), the same with preload off,
+    and bare uvicorn. RSS counts every page a worker maps, shared or not; PSS splits the shared ones."""
     image = "djserve-demo:production"
     env = {"UVICORN_WORKERS": "2"}
-    specs = (Spec(image, (), env), Spec(image, bare_uvicorn(image, env), {}))
+    specs = {
+        "djserve": Spec(image, (), env),
+        "djserve_no_preload": Spec(image, (), {**env, "DJSERVE_PRELOAD": "false"}),
+        "uvicorn": Spec(image, bare_uvicorn(image, env), {}),
+    }
     out: dict[str, Any] = {}
-    with running(*specs) as containers:
-        for name, container in zip(("djserve", "uvicorn"), containers, strict=True):
+    with running(*specs.values()) as containers:
+        for name, container in zip(specs, containers, strict=True):
             wait_for_200(container, "/async", plan.ready_timeout)
             # Several connections spread the load so that both workers import and serve the app.
             for path in ("/async", "/sync"):
@@ -62,5 +67,8 @@ def rss_per_worker(plan: Plan) -> dict[str, Any]:
             workers = uvicorn_workers(container)
             if len(workers) != 2:
                 raise RuntimeError(f"{name}: expected 2 uvicorn workers, found {workers}")
-            out[name] = round(statistics.mean(w.rss_bytes for w in workers) / MB, 1)
+            out[name] = {
+                "rss_mb": round(statistics.mean(w.rss_bytes for w in workers) / MB, 1),
+                "pss_mb": round(statistics.mean(pss_bytes(w) for w in workers) / MB, 1),
+            }
     return out

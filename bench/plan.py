@@ -1,4 +1,5 @@
-"""How long and how hard each measurement runs: the full run (~16 min) and the smoke run (< 3 min)."""
+"""How long and how hard each measurement runs: the full run (~16 min before the preload measurements, which
+add an estimated 6 min, most of it the 3 rounds of 30 s leaking runs) and the smoke run (< 3 min)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ class Plan:
     hostile_headers: int  # requests whose last header never ends
     hostile_header_mb: int  # sent on each of them (MB, 10^6 bytes)
     hostile_post_mb: int  # the POST's declared and streamed body
+    preload_startup_reps: int  # alternating preset/bare pairs, 4 workers, on the wagtail site
+    warm_requests: int  # of each Wagtail page before its memory is read, `connections` at once
+    replacement_reps: int  # SIGKILLs of the only worker, preload on and off each
+    leak_kib: int  # KiB `/leak` keeps a request
+    max_worker_memory_mib: int  # DJSERVE_MAX_WORKER_MEMORY of the leaking run
+    memory_recycle_seconds: int  # each of the two leaking runs, a round
+    memory_recycle_rounds: int  # rounds of both, alternating which goes first
     ready_timeout: float = 60.0
 
 
@@ -56,6 +64,13 @@ FULL = Plan(
     hostile_headers=4,
     hostile_header_mb=64,
     hostile_post_mb=500,
+    preload_startup_reps=5,
+    warm_requests=128,
+    replacement_reps=5,
+    leak_kib=16,
+    max_worker_memory_mib=64,
+    memory_recycle_seconds=30,
+    memory_recycle_rounds=3,
 )
 
 SMOKE = Plan(
@@ -80,4 +95,11 @@ SMOKE = Plan(
     hostile_headers=4,
     hostile_header_mb=8,
     hostile_post_mb=50,
+    preload_startup_reps=1,
+    warm_requests=32,
+    replacement_reps=1,
+    leak_kib=32,  # so that a slow machine still recycles within the smoke run's few seconds
+    max_worker_memory_mib=64,
+    memory_recycle_seconds=6,
+    memory_recycle_rounds=1,
 )

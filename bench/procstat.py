@@ -1,5 +1,6 @@
 """Memory of a container: its processes' RSS read by the engine (`docker top`), so the image needs no ps,
-and what it holds in memory read from its cgroup on the host, cheap enough to sample several times a second.
+their PSS from the host's /proc (the pids `docker top` gives are the host's), and what it holds in memory
+read from its cgroup on the host, cheap enough to sample several times a second.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def uvicorn_workers(container: Container) -> list[Proc]:
     """Worker processes: spawned by uvicorn's supervisor (a fresh interpreter each), or forked from
     djserve's preloaded process, which names them."""
     return [p for p in processes(container) if "multiprocessing.spawn" in p.args or p.name == "djserve-worker"]
+
+
+def pss_bytes(proc: Proc) -> int:
+    """Proportional set size: each page shared by n processes counts 1/n, so the workers' PSS adds up to
+    what they hold together, where RSS counts a page once per process that maps it."""
+    for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no Pss in /proc/{proc.pid}/smaps_rollup")
 
 
 def memory_stat(container: Container) -> Path:

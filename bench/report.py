@@ -63,6 +63,13 @@ TARGETS = (
     Target("startup_ratio", "<=", 1.05, "time to first 200, preset / bare uvicorn (slowest preset)"),
     Target("kit_layers_mb", "<=", 35, "kit layers on top of the Python base image, MB"),
     Target("recycle_failed_requests", "==", 0, "failed requests while 2 workers recycle under load"),
+    Target(
+        "startup_ratio_4_workers", "<=", 0.8, "time to first 200, production preset / bare uvicorn, 4 workers, Wagtail"
+    ),
+    Target("preload_memory_ratio", "<=", 0.6, "container memory, 4 workers, preload / no preload, Wagtail"),
+    Target("replacement_s", "<=", 0.2, "SIGKILL of the only worker to its replacement's first 200, s, Wagtail"),
+    Target("memory_recycle_failed_requests", "==", 0, "failed requests while max_worker_memory recycles 2 workers"),
+    Target("memory_recycle_throughput_ratio", ">=", 0.9, "`/leak` requests/s, with max_worker_memory / without it"),
 )
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -240,8 +247,7 @@ def markdown(r: dict[str, Any]) -> str:
                 for v, s in r["image_sizes"].items()
             ],
         ),
-        f"RSS per worker (two workers under uvicorn's supervisor, after load): djserve "
-        f"{r['rss_per_worker_mb']} MB, bare uvicorn {r['rss_per_worker_mb_bare_uvicorn']} MB.\n\n"
+        *_worker_memory(r),
         "Whole-container RSS of each throughput server after its load, MB: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r["container_memory_mb"].items())
         + ".",
@@ -253,6 +259,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ws['rss_before_mb']} MB before, {ws['rss_held_mb']} MB holding them: {ws['kb_per_socket']} kB "
         "per socket (the client offers permessage-deflate, as browsers do).",
         *_recycling(r),
+        *_preload(r),
+        *_memory_recycling(r),
         *_hostile(r),
     ]
     if FINDINGS.exists():
@@ -383,6 +391,115 @@ def _recycling(r: dict[str, Any]) -> list[str]:
             "in the same image."
         )
     return parts
+
+
+def _worker_memory(r: dict[str, Any]) -> list[str]:
+    if "worker_memory" not in r:  # a run from before PSS was read
+        return [
+            f"RSS per worker (two workers, after load): djserve {r['rss_per_worker_mb']} MB, bare uvicorn "
+            f"{r['rss_per_worker_mb_bare_uvicorn']} MB."
+        ]
+    names = {"djserve": "production preset (preload)", "djserve_no_preload": "preload off", "uvicorn": "bare uvicorn"}
+    return [
+        "Per worker, `djserve-demo:production` with two workers, after `/async` and `/sync` load: RSS counts "
+        "every page a worker maps, PSS (`/proc/<pid>/smaps_rollup`) divides each shared page among the "
+        "processes that map it.",
+        _table(
+            ["server", "RSS per worker MB", "PSS per worker MB"],
+            [[names.get(k, k), v["rss_mb"], v["pss_mb"]] for k, v in r["worker_memory"].items()],
+        ),
+    ]
+
+
+def _preload(r: dict[str, Any]) -> list[str]:
+    if "preload" not in r:
+        return []
+    p = r["preload"]
+    start, mem, repl = p["startup"], p["memory"], p["replacement"]
+    return [
+        "## Preloaded workers, on a Wagtail site",
+        f"A `wagtail start` project on SQLite in `{start['image']}` (bench/wagtailsite.py), the production "
+        "preset (`preload` on) with `UVICORN_WORKERS=4` against the bare uvicorn command `djserve command` "
+        f"prints for it (`{start['bare_command']}`). Time to first 200 on `/`, and to the fourth worker's "
+        "`Started server process` line (log read every 0.05 s).",
+        _table(
+            ["", "djserve s", "bare uvicorn s", "median ratio"],
+            [
+                ["first 200", _join(start["preset_s"]), _join(start["bare_uvicorn_s"]), start["ratio"]],
+                [
+                    "all 4 workers started",
+                    _join(start["preset_all_workers_s"]),
+                    _join(start["bare_uvicorn_all_workers_s"]),
+                    start["all_workers_ratio"],
+                ],
+            ],
+        ),
+        "Memory with 4 workers, preload on and off (`DJSERVE_PRELOAD=false`), after each of "
+        f"{', '.join(f'`{page}`' for page in mem['pages'])} answered {r['params']['warm_requests']} requests, "
+        f"{r['params']['connections']} at once, each on a new connection. Container = anonymous memory plus "
+        "tmpfs from its cgroup's `memory.stat` (the preloaded process included); per worker = mean over the 4 workers.",
+        _table(
+            ["", "container MB", "RSS per worker MB", "PSS per worker MB"],
+            [
+                [name, mem[name]["container_mb"], mem[name]["rss_per_worker_mb"], mem[name]["pss_per_worker_mb"]]
+                for name in ("preload", "no_preload")
+            ],
+        ),
+        f"Container memory ratio, preload / no preload: {mem['ratio']}.",
+        "Replacement: one worker, SIGKILL from the host, then `GET /` every millisecond until a 200 (each "
+        "kill at least 5.5 s after the worker started, past the supervisor's young-death window).",
+        _table(
+            ["", "seconds", "median s"],
+            [[name, _join(repl[name]["s"]), repl[name]["median_s"]] for name in ("preload", "no_preload")],
+        ),
+    ]
+
+
+def _memory_recycling(r: dict[str, Any]) -> list[str]:
+    if "memory_recycle" not in r:
+        return []
+    m = r["memory_recycle"]
+    limited = m["max_worker_memory"]
+    return [
+        "## Recycling by memory",
+        f"`{limited['image']}` with {_env(limited['env'])}: two workers of the production preset, wrk on "
+        f"`{limited['path']}` (the demo plus a view that keeps that many KiB a request) with "
+        f"{r['params']['connections']} connections for {r['params']['memory_recycle_seconds']} s, against the "
+        f"same run without `DJSERVE_MAX_WORKER_MEMORY`, in {r['params']['memory_recycle_rounds']} round(s) "
+        "alternating which goes first: requests/s and p99 are medians of the rounds, the ratio the median of "
+        "per-round ratios; recycles, failed and errors are totals. Recycles = the supervisor's "
+        "`Recycling child process [...] (max_memory)` lines; memory after = the container's anonymous memory "
+        "plus tmpfs, the highest of the rounds.",
+        _table(
+            [
+                "run",
+                "requests/s",
+                "rounds (requests/s)",
+                "recycles",
+                "failed",
+                "errors",
+                "p99 ms",
+                "max ms",
+                "memory after MB",
+            ],
+            [
+                [
+                    name,
+                    v["rps"],
+                    ", ".join(map(str, v["rounds_rps"])),
+                    v["recycles"],
+                    v["failed_requests"],
+                    _env(v["errors"]),
+                    v["p99_ms"],
+                    v["max_ms"],
+                    v["container_mb_after"],
+                ]
+                for name, v in m.items()
+                if isinstance(v, dict)
+            ],
+        ),
+        f"Throughput ratio, with the limit / without: {_shown(m['throughput_ratio'])}.",
+    ]
 
 
 def _join(values: list[float]) -> str:

@@ -5,10 +5,10 @@ bench-tools: ## Install the benchmark's host tools: Debian's wrk (taskset and ns
 	command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
 
 # `images` runs base-images too, which provides PostgreSQL for the /db runs (POSTGRES_IMAGE in .env).
-bench-image: images ## Build djserve-bench:servers: the production demo plus gunicorn, uvicorn-worker, granian.
+bench-image: images ## Build djserve-bench:servers: the production demo plus gunicorn, uvicorn-worker, granian, a Wagtail site.
 	docker compose -f bench/compose.yaml build --quiet servers
 
-bench: venv bench-tools bench-image ## Full benchmark (~16 min): bench/results.json, RESULTS.md, throughput.png, README tables.
+bench: venv bench-tools bench-image ## Full benchmark (~22 min): bench/results.json, RESULTS.md, throughput.png, README tables.
 	$(PY) -m bench --out bench
 
 bench-smoke: venv bench-tools bench-image ## Every benchmark briefly (< 3 min) into a temp dir; fails if the harness breaks.

@@ -1,0 +1,1 @@
+"""Django code that only the benchmark image holds: copied into it by bench/Dockerfile, never imported here."""
