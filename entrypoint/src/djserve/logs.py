@@ -1,7 +1,8 @@
 """Logging: uvicorn's own text format, or one JSON object per line for every logger.
 
-JSON mode is a uvicorn log config file (``logs.json``), so ``djserve command`` can hand the very same
-configuration to a plain ``uvicorn --log-config`` and each worker process loads it the uvicorn way.
+JSON mode is a uvicorn log config file (``logs.json``, its formatter in ``djserve.jsonlogs``), so
+``djserve command`` can hand the very same configuration to a plain ``uvicorn --log-config`` and each
+worker process loads it the uvicorn way.
 Every logger propagates to the root's one JSON handler; djserve adds no handler to, and removes none
 from, Django's loggers. Django's own ``console`` handler on the ``django`` logger only writes with
 ``DEBUG = True`` (its ``require_debug_true`` filter), so in production each record is written once; with
@@ -19,35 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
-from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
-
-JSON_CONFIG = str(files("djserve").joinpath("logs.json"))
-FIELDS = {"levelname": "level", "name": "logger", "process": "pid", "exc_info": "exception"}
-
-
-class JsonFormatter(BaseJsonFormatter):
-    """``time``, ``level``, ``logger``, ``message`` and ``pid`` on every line, and every ``extra`` field.
-
-    Extra values that are not JSON (Django's ``request``) are written as their ``str()``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(
-            "%(levelname)s %(name)s %(message)s %(process)d",
-            rename_fields=FIELDS,
-            timestamp="time",
-            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI-coloured copy of the message
-        )
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        log_data["level"] = str(log_data["level"]).lower()
-        return log_data
+# Beside this module, read from the file system: importlib.resources would cost every process's start
+# 40 ms of imports (bench/findings.md).
+JSON_CONFIG = str(Path(__file__).with_name("logs.json"))
 
 
 class ClientErrors(logging.Filter):
@@ -92,7 +69,9 @@ def for_worker(log_format: str) -> None:
 def configure(log_format: str) -> None:
     """Logging for djserve's own steps before uvicorn configures it again for serving."""
     if log_format == "json":
+        from logging.config import dictConfig
+
         with Path(JSON_CONFIG).open() as file:
-            logging.config.dictConfig(json.load(file))
+            dictConfig(json.load(file))
     else:
         logging.basicConfig(handlers=[text_handler()], level=logging.INFO)

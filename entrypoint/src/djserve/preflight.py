@@ -147,8 +147,12 @@ def in_child(args: Sequence[str]) -> tuple[Launch, Preloaded | None]:
     reserved = metrics_dir.reserve()
     receiving, sending = multiprocessing.Pipe(duplex=False)
     control, child_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    # Forked, not spawned: the child starts with uvicorn and djserve already imported, which saves it an
-    # interpreter start; this process has no threads yet, and it never imports what the child imports.
+    # Forked, not spawned, once what both sides use is imported: uvicorn (the child's options, this process's
+    # server) and djserve's server (the preloaded process's workers). The child starts with them loaded,
+    # which saves it an interpreter start and 100 ms of imports (bench/findings.md); this process has no
+    # threads yet, and it never imports what the child imports.
+    from djserve.serve import server, supervisor  # noqa: F401
+
     pid = os.fork()
     if pid == 0:
         receiving.close()
