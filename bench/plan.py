@@ -1,5 +1,5 @@
-"""How long and how hard each measurement runs: the full run (~16 min before the preload measurements, which
-add an estimated 6 min, most of it the 3 rounds of 30 s leaking runs) and the smoke run (< 3 min)."""
+"""How long and how hard each measurement runs: the full run (~22 min, 6 of them the preload measurements, most
+of those the 3 rounds of 30 s leaking runs) and the smoke run (< 3 min)."""
 
 from __future__ import annotations
 

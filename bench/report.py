@@ -60,7 +60,7 @@ TARGETS = (
     Target("hostile_throughput_ratio", ">=", 0.9, "`/sync` requests/s under hostile clients / without them"),
     Target("hostile_rss_growth_mb", "<", 32, "memory growth under hostile clients, MB"),
     Target("slowloris_closed_fraction", "==", 1, "slowloris connections closed within `header_timeout` + 2 s"),
-    Target("startup_ratio", "<=", 1.05, "time to first 200, preset / bare uvicorn (slowest preset)"),
+    Target("startup_ratio", "<=", 1.0, "time to first 200, preset / bare uvicorn (slowest preset)"),
     Target("kit_layers_mb", "<=", 35, "kit layers on top of the Python base image, MB"),
     Target("recycle_failed_requests", "==", 0, "failed requests while 2 workers recycle under load"),
     Target(
