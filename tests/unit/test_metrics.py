@@ -288,3 +288,35 @@ def test_a_full_tmp_fails_the_upload_and_kills_no_worker(
     assert value(server, "djserve_requests_total", method="PATCH", status="404") == 1  # the dead worker's count
     assert "SIGBUS" not in server.text()
     assert value(server, "djserve_worker_restarts_total", reason="killed") == 1
+
+
+def test_tallied_observations_land_in_the_buckets_prometheus_client_would_put_them_in() -> None:
+    """The tallies count into a Histogram's buckets themselves: the same values observed by prometheus_client
+    and tallied then written give the same samples, bounds and the values on them included."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from djserve.app.observe import WAIT_BUCKETS, Buckets
+
+    values = [0.0, 0.0004, 0.0005, 0.0006, 0.001, 0.003, 0.25, 0.2500001, 9.99, 10.0, 11.0, 1e9]
+    observed, tallied = CollectorRegistry(), CollectorRegistry()
+    direct = Histogram("wait", "", buckets=WAIT_BUCKETS, registry=observed)
+    written = Histogram("wait", "", buckets=WAIT_BUCKETS, registry=tallied)
+    buckets = Buckets(WAIT_BUCKETS)
+    for number, seconds in enumerate(values):
+        direct.observe(seconds)
+        buckets.observe(seconds)
+        if number % 5 == 0:  # written in several goes, as once a second: each adds only what is new
+            buckets.write(written)
+    buckets.write(written)
+    buckets.write(written)
+
+    def found(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert found(tallied) == found(observed)
+    assert found(tallied)[("wait_bucket", "0.0005")] == 3  # a value on a bound counts in that bound's bucket

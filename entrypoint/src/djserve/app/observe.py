@@ -139,7 +139,7 @@ class Buckets:
 
 
 class ThreadTally:
-    """One pool thread's use (``djserve.app.threads.PoolMetrics``), tallied by that thread alone."""
+    """One pool thread's use (``djserve.app.threads.ThreadMetrics``), tallied by that thread alone."""
 
     def __init__(self) -> None:
         self.wait = Buckets(WAIT_BUCKETS)
@@ -154,7 +154,8 @@ class ThreadTally:
 
 
 class Tallies:
-    """This worker's measures since they were last written, and the write, once a ``WRITE_EVERY``."""
+    """This worker's measures since they were last written, and the write, once a ``WRITE_EVERY``; its pool's
+    ``djserve.app.threads.PoolMetrics``."""
 
     def __init__(self, found: Instruments) -> None:
         self.found = found
