@@ -125,9 +125,9 @@ def load(url: str, requests: int, connections: int, timeout: float = 30) -> Load
     return result
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """The shared wait, polling less often: each check here is a docker command, a process of its own."""
-    waiting.wait_until(check, timeout, what, pause=0.25)
+def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.25) -> None:
+    """The shared wait, polling less often by default: each check here is a docker command."""
+    waiting.wait_until(check, timeout, what, pause)
 
 
 @dataclass(frozen=True)
