@@ -12,7 +12,7 @@ for one, which says whether ``threads`` is too small.
 
 Every request's measures are tallied in plain Python and written to prometheus_client's files once a
 second (``Tallies``), before this worker answers a scrape, and as it stops: each write takes a lock and
-writes a file, which at one write a measure cost /sync 17 % of its throughput (``bench/findings.md``).
+writes a file, which at one write a measure cost 15 % of /sync throughput (``bench/findings.md``).
 A worker killed with SIGKILL loses at most its last second of counts.
 
 prometheus_client picks its value store when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; it
