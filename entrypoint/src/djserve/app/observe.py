@@ -287,6 +287,7 @@ class Observed:
         self.log_access = log_access
         self._paths = frozenset({metrics_path} if metrics_path else ())
         self._memory_due = 0.0
+        self._tallies = tallies() if metrics_path is not None else None
         if metrics_path is not None:
             found = instruments()
             found.worker_starts.inc()
@@ -309,16 +310,16 @@ class Observed:
             await self.app(scope, receive, send)
             return
         # On the bare path and under root_path, as the probes are (the cheap suffix test comes first).
-        path = scope["path"]
-        if self.metrics_path and path.endswith(self.metrics_path) and probe_path(scope, self._paths) is not None:
-            self._memory_due = 0.0
+        path, tally = scope["path"], self._tallies
+        if tally is not None:
+            if self.metrics_path and path.endswith(self.metrics_path) and probe_path(scope, self._paths) is not None:
+                self._memory_due = 0.0
+                self._refresh_memory()
+                tally.write()
+                await self._answer_metrics(send)
+                return
             self._refresh_memory()
-            tallies().write()
-            await self._answer_metrics(send)
-            return
-        if self.metrics_path is not None:
-            self._refresh_memory()
-            tallies().write_every_second()
+            tally.write_every_second()
         await self._measured(scope, receive, send)
 
     def _refresh_memory(self) -> None:
@@ -342,7 +343,7 @@ class Observed:
             await send(message)
 
         started = time.perf_counter()
-        tally = tallies() if self.metrics_path is not None else None
+        tally = self._tallies
         if tally is not None:
             tally.in_flight += 1
         try:
