@@ -146,6 +146,37 @@ def _note_backend(server: Logged, seen: dict[int, set[int]]) -> bool:
     return False
 
 
+GC_VIEW = """
+import gc
+from django.http import JsonResponse
+
+def collector(request):
+    return JsonResponse({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()})
+
+urlpatterns.append(path("gc", collector))
+"""
+
+
+@pytest.mark.parametrize("preload", ["--preload", "--no-preload"])
+def test_workers_collect_garbage_and_never_scan_what_they_inherited(
+    site: Path, logged: Callable[..., Logged], preload: str
+) -> None:
+    """Start-up imports run with the collector off: a worker that kept it off would never free a cycle, and one
+    whose inherited objects were not frozen would write to every page it shares with the preloaded process."""
+    import json
+
+    urls = site / "mysite" / "urls.py"
+    urls.write_text(urls.read_text() + GC_VIEW)
+    server = logged(preload, workers=2, **PRODUCTION)
+    for _ in range(4):
+        status, body = get(server.url("/gc"))
+        assert status == 200, body
+        answer = json.loads(body)
+        assert answer["enabled"] is True
+        # Django and the project, frozen before the fork; a spawned worker freezes nothing.
+        assert (answer["frozen"] > 10_000) == (preload == "--preload"), answer
+
+
 def test_a_project_that_starts_a_thread_falls_back_to_spawning_with_one_warning(
     site: Path, logged: Callable[..., Logged]
 ) -> None:

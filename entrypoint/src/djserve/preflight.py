@@ -7,6 +7,7 @@ settings or the app: it stays small, and a broken app still ends in exit 78 befo
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -158,6 +159,7 @@ def in_child(args: Sequence[str]) -> tuple[Launch, Preloaded | None]:
         receiving.close()
         control.close()
         run_then_exit(lambda: _child(list(args), expanded, sending, child_control, reserved))
+    gc.enable()  # the serving process: its imports are done
     sending.close()
     child_control.close()
     try:
