@@ -27,7 +27,9 @@ from uvicorn.server import ServerState
 
 from djserve.app import capacity
 from djserve.handoff import WorkerConfig
-from djserve.serve.protocols import LINGER_SECONDS, H11Protocol, HttpToolsProtocol
+from djserve.serve.h11_protocol import H11Protocol
+from djserve.serve.httptools_protocol import HttpToolsProtocol
+from djserve.serve.protocols import LINGER_SECONDS
 
 pytestmark = pytest.mark.anyio
 

@@ -37,6 +37,7 @@ import socket
 import sys
 import threading
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, NoReturn
 
 from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN, WS_PROTOCOLS, Config
@@ -48,7 +49,6 @@ from djserve.serve import forks
 from djserve.serve.server import serve_worker
 
 logger = logging.getLogger("uvicorn.error")
-PR_SET_NAME = 15  # linux/prctl.h
 
 
 def serve(control: socket.socket, *, imported: bool) -> NoReturn:
@@ -79,7 +79,7 @@ def serve(control: socket.socket, *, imported: bool) -> NoReturn:
     # here or in a worker, scans it or writes to its pages; collections resume for what comes after.
     gc.freeze()
     gc.enable()
-    _name(b"djserve-preload")
+    _name("djserve-preload")
     forks.send(control, "ready")
     _fork_on_request(control, config, sockets)
 
@@ -123,12 +123,11 @@ def _close_database_connections() -> None:
         db.connections.close_all()
 
 
-def _name(name: bytes) -> None:
-    """The process's name in ps and top, where every djserve process otherwise reads as the same command."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_NAME, name, 0, 0, 0)
+def _name(name: str) -> None:
+    """The process's name in ps and top, where every djserve process otherwise reads as the same command.
+    Written where prctl(PR_SET_NAME) would set it, without loading ctypes for it."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name)
 
 
 def _fork_on_request(control: socket.socket, config: Config, sockets: list[socket.socket]) -> NoReturn:
@@ -180,7 +179,7 @@ def _fork(config: Config, sockets: list[socket.socket], reason: str | None, fds:
         for fd in own:
             os.close(fd)
         os.write(lifeline, str(os.getpid()).encode())  # kept open: its end is this process's end
-        _name(b"djserve-worker")
+        _name("djserve-worker")
         serve_worker(config, sockets, Connection(pings), stacks, reason)
 
     forks.run_then_exit(worker)

@@ -41,8 +41,11 @@ A refusal is answered with ``Connection: close``; the connection then reads and 
 before closing, so that the client reads the answer instead of a reset (nginx's lingering close). A
 malformed head that the parser itself rejects keeps uvicorn's answer: 400 and close.
 
-These classes read state of uvicorn 0.54's protocols (``cycle``, ``headers``, ``url``, ``app``,
-``limit_concurrency``, ``conn``, ``parser``), which is why uvicorn is pinned to that minor version.
+The parsers' classes live in modules of their own, ``djserve.serve.httptools_protocol`` and
+``djserve.serve.h11_protocol``, so that a worker imports only the parser it serves with (h11 is a dozen
+modules, ``bench/findings.md``). They read state of uvicorn 0.54's protocols (``cycle``, ``headers``, ``url``, ``app``,
+``limit_concurrency``, ``conn``, ``parser``), which is why uvicorn is pinned to
+that minor version.
 """
 
 from __future__ import annotations
@@ -52,14 +55,11 @@ import functools
 import logging
 import os
 import re
-from array import array
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.server import ServerState
 
@@ -183,7 +183,7 @@ def error_response(status: HTTPStatus, default_headers: list[tuple[bytes, bytes]
     return b"".join([*head, b"connection: close\r\n\r\n", body])
 
 
-class _Guard(asyncio.Protocol):
+class Guard(asyncio.Protocol):
     """The deadline, limits and refusals, shared by both parsers; each subclass reports its parser's events."""
 
     # Set by uvicorn's protocol classes, which follow this one in the method resolution order.
@@ -365,136 +365,3 @@ class _Guard(asyncio.Protocol):
             self.loop.call_later(LINGER_SECONDS, self.transport.close)
         else:
             self.transport.close()
-
-
-try:
-    import httptools
-    from uvicorn.protocols.http import httptools_impl
-except ImportError:  # uvicorn without its [standard] extra: only the h11 protocol exists
-    pass
-else:
-
-    class _Parser(httptools.HttpRequestParser):
-        """httptools' parser, raising djserve's refusals as they are.
-
-        httptools reports an exception raised in a callback as a parser error; and uvicorn answers a
-        parser error with its own 400 even when the app already has the request, so an error in the
-        body is refused here, like one that the limits find.
-        """
-
-        def __init__(self, protocol: _Guard) -> None:
-            super().__init__(protocol)
-            self.protocol = protocol
-
-        def feed_data(self, data: bytes | bytearray | memoryview | array[int]) -> None:
-            try:
-                super().feed_data(data)
-            except httptools.HttpParserError as error:
-                if isinstance(error.__context__, Refused):
-                    raise error.__context__ from None
-                if self.protocol.head_pending:
-                    raise
-                raise bad_request(f"malformed body ({error})") from None
-
-    class HttpToolsProtocol(_Guard, httptools_impl.HttpToolsProtocol):
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-            worker: WorkerConfig | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self.parser = _Parser(self)
-            # As uvicorn sets it on its own parser: answer the first of pipelined requests after a close.
-            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-            self._guard(worker)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if not self.head_pending:
-                return  # a trailer field: never merged into the headers the app reads (RFC 9110 6.5.1)
-            if len(self.headers) >= self.limits.max_headers:
-                raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "more header fields than max_headers")
-            # llhttp keeps the whitespace after a value; it is not part of it (RFC 9112 5.1), as with h11.
-            super().on_header(name, value.strip(b" \t"))
-
-        def on_headers_complete(self) -> None:
-            self.url = self._head_complete(
-                self.parser.get_method(), self.url, self.parser.get_http_version(), self.headers
-            )
-            super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            self._body_received(len(body))
-            super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            self._message_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._response_complete()
-
-
-class _Connection(h11.Connection):
-    """h11's connection, reporting each event from the client to the protocol before uvicorn sees it.
-
-    uvicorn answers h11's protocol errors with its own 400 even when the app already has the request
-    (then the app's response fails, and the client got 500), so an error in the body is refused here.
-    """
-
-    def __init__(self, protocol: H11Protocol, max_incomplete_event_size: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
-        self.protocol = protocol
-
-    def next_event(self) -> Any:
-        try:
-            event = super().next_event()
-        except h11.RemoteProtocolError as error:
-            if self.protocol.head_pending:
-                raise
-            raise Refused(HTTPStatus(error.error_status_hint), f"malformed body ({error})") from None
-        return self.protocol.inspect(event)
-
-
-class H11Protocol(_Guard, h11_impl.H11Protocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        worker: WorkerConfig | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard(worker)
-        # h11 buffers an incomplete head (or chunk header, or trailers) up to this size itself.
-        self.conn = _Connection(self, self.limits.max_header_bytes)
-
-    def inspect(self, event: Any) -> Any:
-        """Check an event from the client; returns the event uvicorn is to see."""
-        if isinstance(event, h11.Request):
-            headers = list(event.headers)
-            version = event.http_version.decode()
-            target = self._head_complete(event.method, event.target, version, headers)
-            if target != event.target:
-                # The absolute form: uvicorn serves the target as it is, so it gets the origin form.
-                return h11.Request(method=event.method, target=target, headers=headers, http_version=version)
-        elif isinstance(event, h11.Data):
-            self._body_received(len(event.data))
-        elif isinstance(event, h11.EndOfMessage):
-            self._message_complete()
-        return event
-
-    def handle_events(self) -> None:
-        # Also run after a response completes, for pipelined requests: a refusal is answered here too.
-        try:
-            super().handle_events()
-        except Refused as refusal:
-            self._refuse(refusal)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._response_complete()
