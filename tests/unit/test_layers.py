@@ -352,6 +352,15 @@ def test_a_toml_value_of_the_wrong_kind_is_one_line(project: Path) -> None:
     assert line == f"uvicorn.port ({path}): datetime.date(1979, 5, 27) is not a valid integer"
 
 
+@pytest.mark.parametrize(
+    ("items", "message"), [("[1, 2]", "1 is not a path"), ('[["a"]]', "expected a single value, got list")]
+)
+def test_each_item_of_a_list_setting_is_checked_as_one_value(project: Path, items: str, message: str) -> None:
+    path = toml(project, f"[uvicorn]\nreload_dirs = {items}\n")
+    (line,) = problems(project, DJSERVE_CONFIG=path)
+    assert line == f"uvicorn.reload_dirs ({path}): {message}"
+
+
 def test_two_spellings_of_one_setting_in_one_file_name_both(project: Path) -> None:
     path = toml(project, "[uvicorn]\naccess-log = true\nno-access-log = true\n")
     (line,) = problems(project, DJSERVE_CONFIG=path)

@@ -306,7 +306,10 @@ class Setting:
             return None
         if self.multiple:
             values = value if isinstance(value, list | tuple) else self.param.type.split_envvar_value(str(value))
-            return tuple(self.param.type.convert(v, self.param, None) for v in values)
+            return tuple(self._convert_one(v) for v in values)
+        return self._convert_one(value)
+
+    def _convert_one(self, value: Any) -> Any:
         if isinstance(value, list | dict):
             raise click.BadParameter(f"expected a single value, got {type(value).__name__}")
         if isinstance(self.param.type, click.Path) and not isinstance(value, str):  # click passes a TOML -1 through
