@@ -41,11 +41,11 @@ A refusal is answered with ``Connection: close``; the connection then reads and 
 before closing, so that the client reads the answer instead of a reset (nginx's lingering close). A
 malformed head that the parser itself rejects keeps uvicorn's answer: 400 and close.
 
-The parsers' classes live in modules of their own, ``djserve.serve.httptools_protocol`` and
+Each parser's class lives in a module of its own, ``djserve.serve.httptools_protocol`` and
 ``djserve.serve.h11_protocol``, so that a worker imports only the parser it serves with (h11 is a dozen
-modules, ``bench/findings.md``). They read state of uvicorn 0.54's protocols (``cycle``, ``headers``, ``url``, ``app``,
-``limit_concurrency``, ``conn``, ``parser``), which is why uvicorn is pinned to
-that minor version.
+modules, ``bench/findings.md``). They read state of uvicorn 0.54's protocols (``cycle``, ``headers``,
+``url``, ``app``, ``limit_concurrency``, ``conn``, ``parser``), which is why uvicorn is pinned to that
+minor version.
 """
 
 from __future__ import annotations
