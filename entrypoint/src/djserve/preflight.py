@@ -125,12 +125,13 @@ def _child(
     # Once, here, where Django's settings are loaded; a prestart collectstatic may still create it.
     if config["serve_static"] and not config["collectstatic"]:
         discovery.warn_if_no_static_root()
-    result.send(launch(config))
+    launched = launch(config)
+    result.send(launched)
     result.close()
     if config["preload"]:
         from djserve import preloaded
 
-        preloaded.serve(control, imported=True)
+        preloaded.serve(control, launch=launched)
 
 
 def in_child(args: Sequence[str]) -> tuple[Launch, Preloaded | None]:
@@ -159,7 +160,9 @@ def in_child(args: Sequence[str]) -> tuple[Launch, Preloaded | None]:
         receiving.close()
         control.close()
         run_then_exit(lambda: _child(list(args), expanded, sending, child_control, reserved))
-    gc.enable()  # the serving process: its imports are done
+    # The serving process: what it imported lives as long as it does, so no collection need scan it.
+    gc.freeze()
+    gc.enable()
     sending.close()
     child_control.close()
     try:

@@ -44,18 +44,22 @@ from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN, WS_PROTOCOLS, Config
 from uvicorn.importer import import_from_string
 
 from djserve.defaults import EX_CONFIG
-from djserve.handoff import WorkerConfig
+from djserve.handoff import Launch, WorkerConfig
 from djserve.serve import forks
 from djserve.serve.server import serve_worker
 
 logger = logging.getLogger("uvicorn.error")
 
 
-def serve(control: socket.socket, *, imported: bool) -> NoReturn:
+def serve(control: socket.socket, *, launch: Launch | None) -> NoReturn:
     """Wait for the supervisor's start, then fork a worker for each request, until the socket closes.
 
-    ``imported``: the app is imported already (the validating child); otherwise it is imported now.
+    ``launch``: the validating child's, whose app is imported already; it imports the workers' machinery
+    too while the serving process runs its prestart steps and binds. None: a new preloaded process, which
+    imports both once started.
     """
+    if launch is not None:
+        _import_the_workers_machinery(Config(**launch.config), launch.worker)
     started = forks.receive(control)
     if started is None:  # the serving process stopped first (a prestart step failed, say)
         os._exit(0)
@@ -67,9 +71,9 @@ def serve(control: socket.socket, *, imported: bool) -> NoReturn:
     config = Config(**start["config"])
     sockets = [socket.socket(fileno=fd) for fd in fds]
     worker = WorkerConfig.from_environ(os.environ)
-    if not imported:
+    if launch is None:
         _import_app(worker)
-    _import_the_workers_machinery(config, worker)
+        _import_the_workers_machinery(config, worker)
     _close_database_connections()
     threads = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
     if threads:
@@ -187,4 +191,4 @@ def _fork(config: Config, sockets: list[socket.socket], reason: str | None, fds:
 
 if __name__ == "__main__":
     gc.disable()  # as in the first preloaded process: no collections while the app is imported
-    serve(socket.socket(fileno=int(sys.argv[1])), imported=False)
+    serve(socket.socket(fileno=int(sys.argv[1])), launch=None)
