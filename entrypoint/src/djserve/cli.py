@@ -19,8 +19,8 @@ from typing import Any
 def serve(args: Sequence[str]) -> None:
     # The validating child, the preloaded process and the workers are all forked from this process: as
     # Python's gc documentation advises for fork without exec, nothing is collected until each process has
-    # imported what it needs. Collections during the imports cost a tenth of start-up CPU
-    # (bench/findings.md); each process enables them where its own life begins.
+    # imported what it needs. Collections during the imports cost 45 ms of CPU at start (bench/findings.md);
+    # each process enables them where its own life begins.
     gc.disable()
     from djserve import logs, preflight, prestart
     from djserve.serve import launch
