@@ -4,13 +4,15 @@ The hostile client (bench/attack.py) runs on the load core beside wrk: slowloris
 never finish their request head, requests with unterminated multi-megabyte headers, and one huge POST
 streamed as fast as the server takes it. Reported: throughput relative to the clean run, the growth
 of what the container holds in memory (sampled from its cgroup throughout), and how many slowloris
-connections the server closed within `header_timeout` (from `djserve config`) plus the allowance.
+connections the server closed within `header_timeout` (from `djserve config`) plus the allowance. A
+pair of runs moves by 10 % from one to the next on a shared machine, so the full run takes three.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,44 +73,73 @@ def _attack(container: Container, plan: Plan, seconds: int, observe: float) -> s
 
 
 def measure(plan: Plan) -> dict[str, Any]:
+    """``plan.hostile_rounds`` pairs of runs, clean then under attack: one pair moves by 10 % from run to run."""
     header_timeout = float(commands.config(IMAGE, {})["header_timeout"])
     observe = header_timeout + GRACE_SECONDS + WATCH_MARGIN_SECONDS
     seconds = plan.hostile_seconds or math.ceil(header_timeout + GRACE_SECONDS)
+    clean: list[wrk.Load] = []
+    hostile: list[wrk.Load] = []
+    rounds: list[tuple[dict[str, Any], dict[str, float]]] = []  # each attack's report and memory growth
     with running(Spec(IMAGE)) as (container,):
         wait_for_200(container, PATH, plan.ready_timeout)
         if plan.warmup_seconds:
             wrk.run(container, PATH, plan.warmup_seconds, plan.connections)
-        clean = wrk.run(container, PATH, seconds, plan.connections)
-        with peak_memory(container) as samples:
-            client = _attack(container, plan, seconds, observe)
-            try:
-                assert client.stdout is not None
-                started = client.stdout.readline()  # the slowloris connections are open (bounded in the client)
-                if started.strip() != "STARTED":
-                    raise RuntimeError(f"hostile client did not start: {started!r}")
-                hostile = wrk.run(container, PATH, seconds, plan.connections)
-                out, _ = client.communicate(timeout=observe + seconds + 60)
-            finally:
-                if client.poll() is None:
-                    client.kill()
-        if client.returncode != 0 or not out.strip():
-            raise RuntimeError(f"hostile client failed ({client.returncode}): {out[-1000:]}")
-    attack: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        for _ in range(plan.hostile_rounds):
+            clean.append(wrk.run(container, PATH, seconds, plan.connections))
+            with peak_memory(container) as samples:
+                load, attack = _attacked(container, plan, seconds, observe)
+            hostile.append(load)
+            rounds.append((attack, _memory(samples)))
+    # The round that held the most memory, and the one whose slowloris connections closed the least.
+    attack, memory = max(rounds, key=lambda r: r[1]["rss_growth_mb"])
+    slowloris = min((_slowloris(a["slowloris"], header_timeout + GRACE_SECONDS) for a, _ in rounds), key=_closed)
     return {
         "image": IMAGE,
         "path": PATH,
         "seconds": seconds,
+        "rounds": plan.hostile_rounds,
         "header_timeout_s": header_timeout,
-        "clean_rps": round(clean.rps, 1),
-        "hostile_rps": round(hostile.rps, 1),
-        "clean_failed": clean.failed,
-        "hostile_failed": hostile.failed,
-        "throughput_ratio": round(hostile.rps / clean.rps, 3) if clean.rps else None,
-        **_memory(samples),
-        "slowloris": _slowloris(attack["slowloris"], header_timeout + GRACE_SECONDS),
+        "clean_rps": round(statistics.median(r.rps for r in clean), 1),
+        "hostile_rps": round(statistics.median(r.rps for r in hostile), 1),
+        "clean_failed": sum(r.failed for r in clean),
+        "hostile_failed": sum(r.failed for r in hostile),
+        "throughput_ratio": _ratio(clean, hostile),
+        **memory,
+        "slowloris": slowloris,
         "headers": attack["headers"],
         "post": attack["post"],
     }
+
+
+def _attacked(container: Container, plan: Plan, seconds: int, observe: float) -> tuple[wrk.Load, dict[str, Any]]:
+    """One wrk run while the hostile client attacks, and the client's report."""
+    client = _attack(container, plan, seconds, observe)
+    try:
+        assert client.stdout is not None
+        started = client.stdout.readline()  # the slowloris connections are open (bounded in the client)
+        if started.strip() != "STARTED":
+            raise RuntimeError(f"hostile client did not start: {started!r}")
+        load = wrk.run(container, PATH, seconds, plan.connections)
+        out, _ = client.communicate(timeout=observe + seconds + 60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    if client.returncode != 0 or not out.strip():
+        raise RuntimeError(f"hostile client failed ({client.returncode}): {out[-1000:]}")
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return load, report
+
+
+def _ratio(clean: list[wrk.Load], hostile: list[wrk.Load]) -> float | None:
+    """The median of each round's hostile / clean requests/s."""
+    if any(c.rps == 0 for c in clean):
+        return None
+    return round(statistics.median(h.rps / c.rps for c, h in zip(clean, hostile, strict=True)), 3)
+
+
+def _closed(slowloris: dict[str, Any]) -> float:
+    fraction: float | None = slowloris["closed_fraction"]
+    return -1.0 if fraction is None else fraction
 
 
 def _memory(samples: list[tuple[float, float]]) -> dict[str, float]:

@@ -32,6 +32,7 @@ class Plan:
     hostile_headers: int  # requests whose last header never ends
     hostile_header_mb: int  # sent on each of them (MB, 10^6 bytes)
     hostile_post_mb: int  # the POST's declared and streamed body
+    hostile_rounds: int  # pairs of wrk runs, clean then under attack
     preload_startup_reps: int  # alternating preset/bare pairs, 4 workers, on the wagtail site
     warm_requests: int  # of each Wagtail page before its memory is read, `connections` at once
     replacement_reps: int  # SIGKILLs of the only worker, preload on and off each
@@ -64,6 +65,7 @@ FULL = Plan(
     hostile_headers=4,
     hostile_header_mb=64,
     hostile_post_mb=500,
+    hostile_rounds=3,
     preload_startup_reps=5,
     warm_requests=128,
     replacement_reps=5,
@@ -95,6 +97,7 @@ SMOKE = Plan(
     hostile_headers=4,
     hostile_header_mb=8,
     hostile_post_mb=50,
+    hostile_rounds=1,
     preload_startup_reps=1,
     warm_requests=32,
     replacement_reps=1,

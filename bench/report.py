@@ -334,7 +334,9 @@ def _hostile(r: dict[str, Any]) -> list[str]:
         f"requests whose last header never ends ({p['hostile_header_mb']} MB each) and a POST declaring "
         f"{p['hostile_post_mb']} MB, each streamed as fast as the server takes it for at most {h['seconds']} s. "
         "Memory = the container's anonymous memory plus its tmpfs (`/tmp`, where a spooled body lands), "
-        "sampled from its cgroup every 0.1 s; growth is the peak over the value before the attack.",
+        "sampled from its cgroup every 0.1 s; growth is the peak over the value before the attack. "
+        f"{h['rounds']} rounds of both runs: requests/s are medians, the ratio the median of each round's, "
+        "memory and uploads from the round that held the most, slowloris from the one that closed the fewest.",
         _table(
             ["", "value"],
             [
