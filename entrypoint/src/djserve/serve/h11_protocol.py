@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from http import HTTPStatus
 from typing import Any
 
 import h11
-from uvicorn.config import Config
 from uvicorn.protocols.http import h11_impl
-from uvicorn.server import ServerState
 
-from djserve.handoff import WorkerConfig
 from djserve.serve.protocols import Guard, Refused
 
 
@@ -37,16 +33,7 @@ class _Connection(h11.Connection):
 
 
 class H11Protocol(Guard, h11_impl.H11Protocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        worker: WorkerConfig | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard(worker)
+    def _own_parser(self) -> None:
         # h11 buffers an incomplete head (or chunk header, or trailers) up to this size itself.
         self.conn = _Connection(self, self.limits.max_header_bytes)
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 from http import HTTPStatus
-from typing import Any
 
 import httptools
-from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
-from uvicorn.server import ServerState
 
-from djserve.handoff import WorkerConfig
 from djserve.serve.protocols import Guard, Refused, bad_request
 
 
@@ -40,19 +35,10 @@ class _Parser(httptools.HttpRequestParser):
 
 
 class HttpToolsProtocol(Guard, httptools_impl.HttpToolsProtocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        worker: WorkerConfig | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def _own_parser(self) -> None:
         self.parser = _Parser(self)
         # As uvicorn sets it on its own parser: answer the first of pipelined requests after a close.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self._guard(worker)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.head_pending:

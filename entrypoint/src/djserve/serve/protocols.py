@@ -197,8 +197,17 @@ class Guard(asyncio.Protocol):
     limit_concurrency: int | None
     cycle: Any
 
-    def _guard(self, worker: WorkerConfig | None) -> None:
-        """``worker`` is the hand-off to enforce; None reads this worker's from the environment."""
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        worker: WorkerConfig | None = None,
+    ) -> None:
+        """uvicorn's protocol, then the guard; ``worker`` is the hand-off to enforce (None: this worker's,
+        from the environment)."""
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]  # uvicorn's, next in the MRO
         worker = worker or worker_config()
         self.limits = Limits.of(worker, self.config)
         self.exempt_paths = probe_paths(worker)
@@ -214,6 +223,11 @@ class Guard(asyncio.Protocol):
         self.limit_concurrency = None
         self.downstream = self.app
         self.app = self._admit
+        self._own_parser()
+
+    def _own_parser(self) -> None:
+        """Puts djserve's parser in place of the one uvicorn's protocol made, once the limits are known."""
+        raise NotImplementedError
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send) -> object:
         """The app uvicorn runs for each request: probes always, others within ``limit_concurrency``.
