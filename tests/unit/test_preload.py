@@ -177,6 +177,41 @@ def test_workers_collect_garbage_and_never_scan_what_they_inherited(
         assert (answer["frozen"] > 10_000) == (preload == "--preload"), answer
 
 
+@pytest.mark.parametrize("preload", ["--preload", "--no-preload"])
+def test_the_urlconf_is_imported_once_before_the_workers_fork(
+    site: Path, tmp_path: Path, logged: Callable[..., Logged], preload: str
+) -> None:
+    """Django imports the URLconf on a process's first request: under preload, once, before the fork."""
+    urls, log = site / "mysite" / "urls.py", tmp_path / "urlconf-imports"
+    urls.write_text(f"import os\nopen(os.environ['URLS_LOG'], 'a').write(f'{{os.getpid()}}\\n')\n{urls.read_text()}")
+    server = logged(preload, workers=2, URLS_LOG=str(log), **PRODUCTION)
+    for _ in range(8):
+        assert get(server.url("/admin/login/"))[0] == 200
+    importers = [int(pid) for pid in log.read_text().split()]
+    if preload == "--preload":
+        assert importers == [server.preloaded()]
+    else:  # each worker that served, on its first request
+        assert importers and sorted(importers) == sorted(set(importers)) and set(importers) <= set(server.workers())
+
+
+@pytest.mark.parametrize("preload", ["--preload", "--no-preload"])
+def test_a_urlconf_that_fails_to_import_gets_the_answer_it_gets_without_preload(
+    site: Path, logged: Callable[..., Logged], preload: str
+) -> None:
+    """Not a configuration error: Django answers 500 to each request that needs it, and the server serves on."""
+    urls = site / "mysite" / "urls.py"
+    urls.write_text(urls.read_text() + "\nraise ImportError('no module for these views')\n")
+    server = logged(preload, workers=1, **PRODUCTION)
+    assert get(server.url("/admin/login/"))[0] == 500
+    assert get(server.url("/admin/login/"))[0] == 500
+    warnings = [line for line in server.text().splitlines() if "the URLconf failed" in line]
+    if preload == "--no-preload":
+        assert warnings == []
+        return
+    assert len(warnings) == 1
+    assert "ImportError: no module for these views" in warnings[0] and "urls.py, line" in warnings[0]
+
+
 def test_a_project_that_starts_a_thread_falls_back_to_spawning_with_one_warning(
     site: Path, logged: Callable[..., Logged]
 ) -> None:

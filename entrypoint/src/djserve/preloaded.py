@@ -6,7 +6,8 @@ Django, the project and uvicorn's machinery imported, and share those pages with
 until they write to them. As Python's documentation advises for fork without exec
 (https://docs.python.org/3/library/gc.html#gc.freeze), the imports run with the garbage collector off,
 and ``gc.freeze()`` after them and before each fork keeps the workers' collector from writing to every
-object they inherited. The few hundred objects the imports left unreachable stay, shared.
+object they inherited. The few hundred objects the imports left unreachable stay, shared. What Django
+does on its first request (the URLconf, the template engines) is done here too, once (``djserve.warmup``).
 
 Before it forks anything it makes forking safe:
 
@@ -43,6 +44,7 @@ from typing import Any, NoReturn
 from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN, WS_PROTOCOLS, Config
 from uvicorn.importer import import_from_string
 
+from djserve import warmup
 from djserve.defaults import EX_CONFIG
 from djserve.handoff import Launch, WorkerConfig
 from djserve.serve import forks
@@ -74,6 +76,8 @@ def serve(control: socket.socket, *, launch: Launch | None) -> NoReturn:
     if launch is None:
         _import_app(worker)
         _import_the_workers_machinery(config, worker)
+    # After the prestart steps, as a worker's first request would be: a URLconf may read the database.
+    warmup.warm()
     _close_database_connections()
     threads = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
     if threads:
