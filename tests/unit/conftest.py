@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -17,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -103,12 +104,23 @@ def get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5) 
         return error.code, error.read()
 
 
-def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str] | None = None) -> None:
-    """Until ``url`` answers 200; fails at once, with the process's stderr, if ``process`` exits first."""
+def log_file() -> IO[str]:
+    """Where a server's output goes: a file, read when a test wants it. A pipe that nothing reads until the
+    end would stall the server once it had written 64 KiB."""
+    return tempfile.TemporaryFile("w+")
+
+
+def read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str], log: IO[str]) -> None:
+    """Until ``url`` answers 200; fails at once, with the process's ``log``, if ``process`` exits first."""
 
     def answers() -> bool:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode} before {url} answered: {process.communicate()[1]}")
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before {url} answered: {read(log)}")
         try:
             return get(url, timeout=1)[0] == 200
         except OSError:
@@ -117,9 +129,10 @@ def wait_until_answers(url: str, timeout: float, process: subprocess.Popen[str] 
     try:
         wait_until(answers, timeout, f"{url} to answer 200")
     except AssertionError as error:
-        if process is not None and process.poll() is None:
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-            raise AssertionError(f"{error}: {process.communicate()[1]}") from None
+            process.wait()
+            raise AssertionError(f"{error}: {read(log)}") from None
         raise
 
 
@@ -156,6 +169,7 @@ def preloaded_of(supervisor: int) -> int | None:
 class Server:
     process: subprocess.Popen[str]
     port: int
+    log: IO[str] | None = None  # its stdout and stderr
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -165,26 +179,27 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
     def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, then its exit code and log once it has ended."""
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, err
+        self.process.wait(timeout=timeout)
+        return self.process.returncode, read(self.log) if self.log is not None else ""
 
 
 def start(cwd: Path, *args: str, ready: str = "/-/health", **env: str) -> Server:
     """`djserve serve` on a free port, returned once `ready` answers 200."""
-    port = free_port()
+    port, log = free_port(), log_file()
     process = subprocess.Popen(
         [DJSERVE, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         cwd=cwd,
         env=environment(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=log,
         text=True,
         start_new_session=True,  # so a failed test can end the workers too
     )
-    server = Server(process, port)
+    server = Server(process, port, log)
     try:
-        wait_until_answers(server.url(ready), 30, process)
+        wait_until_answers(server.url(ready), 30, process, log)
     except AssertionError:
         server.kill()
         raise
@@ -205,7 +220,7 @@ def serve(site: Path) -> Iterator[Any]:
     yield _serve
     for server in started:
         server.kill()
-        server.process.communicate()
+        server.process.wait()
 
 
 @dataclass
@@ -331,23 +346,22 @@ def value(server: Server | Logged, name: str, **labels: str) -> float:
 @contextlib.contextmanager
 def printed_command(line: str, cwd: Path, port: int, ready: str = "/-/health", **env: str) -> Iterator[None]:
     """Runs a line printed by `djserve command` (plain uvicorn from this venv); yields once `ready` answers 200."""
-    bin_dir = Path(sys.executable).parent
+    bin_dir, log = Path(sys.executable).parent, log_file()
     process = subprocess.Popen(
         ["sh", "-c", line],
         cwd=cwd,
         env={**environment(**env), "PATH": f"{bin_dir}:/usr/bin:/bin"},
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         start_new_session=True,
     )
     try:
-        wait_until_answers(f"http://127.0.0.1:{port}{ready}", 20, process)
+        wait_until_answers(f"http://127.0.0.1:{port}{ready}", 20, process, log)
         yield
     finally:
         with contextlib.suppress(ProcessLookupError):  # already ended by a wait that gave up
             os.killpg(process.pid, signal.SIGTERM)
-        if process.returncode is None:
-            process.communicate(timeout=20)
+        process.wait(timeout=20)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

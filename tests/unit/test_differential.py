@@ -148,7 +148,7 @@ def launch(target: Target, site: Path, stack: contextlib.ExitStack) -> int:
 
 def stop(server: Server) -> None:
     server.kill()
-    server.process.communicate(timeout=20)
+    server.process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -323,10 +322,6 @@ def bridged_server(
         DJSERVE_APP="mysite.bridged:application",
         BRIDGE_MARKERS=str(markers),
     )
-    # Nothing reads its log, and a full pipe would stall the server: the log is drained as it comes.
-    for stream in (server.process.stdout, server.process.stderr):
-        assert stream is not None
-        threading.Thread(target=stream.read, daemon=True).start()
     yield server
     server.kill()
     server.process.wait()
